@@ -1,0 +1,49 @@
+// Command abacus is the Abacus usage-metering and billing server and its CLI.
+//
+// main only calls run; everything else takes its inputs as arguments so that
+// tests can drive the whole binary in-process (see run_test.go).
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "abacus:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `usage: abacus <command> [flags]
+
+commands:
+  serve     run the Abacus server (embedded JetStream + SQLite by default)
+  rate      price a quantity with a price definition (see docs/pricing.md)
+`
+
+// run dispatches a subcommand. It is the whole program: main only supplies
+// the process environment.
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("no command given")
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "rate":
+		return runRate(rest, stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("unknown command %q", cmd)
+}
