@@ -1,0 +1,84 @@
+package abacus
+
+import (
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Customer is someone a tenant bills. ID is chosen by the tenant (its own
+// customer id) and is what usage events name in their "customer" field.
+//
+// Events may name a customer before it is created: they are accepted and
+// aggregated under that id, and the usage is there when the customer is
+// created (docs/ARCHITECTURE.md, "Unknown customers").
+type Customer struct {
+	TenantID  string            `json:"-"`
+	ID        string            `json:"id"`
+	Name      string            `json:"name"`
+	Currency  string            `json:"currency,omitempty"`
+	TimeZone  string            `json:"time_zone"`
+	Metadata  map[string]string `json:"metadata,omitempty"`
+	CreatedAt time.Time         `json:"created_at"`
+}
+
+// Limits on identifiers shared by customers, events and meters.
+const (
+	MaxIDLength = 256
+)
+
+// Validate reports every problem of c at once. It fills TimeZone with "UTC"
+// when empty and upper-cases Currency.
+func (c *Customer) Validate() error {
+	var p Problems
+	checkID(&p, "id", c.ID)
+	if utf8.RuneCountInString(c.Name) > 1024 {
+		p.Add("name", "must be at most 1024 characters")
+	}
+	if c.TimeZone == "" {
+		c.TimeZone = "UTC"
+	}
+	if _, err := time.LoadLocation(c.TimeZone); err != nil {
+		p.Add("time_zone", "unknown IANA time zone %q", c.TimeZone)
+	}
+	c.Currency = strings.ToUpper(c.Currency)
+	if c.Currency != "" && !isCurrencyCode(c.Currency) {
+		p.Add("currency", "must be a three-letter ISO 4217 code, got %q", c.Currency)
+	}
+	if len(c.Metadata) > 50 {
+		p.Add("metadata", "at most 50 keys")
+	}
+	for k, v := range c.Metadata {
+		if len(k) > 64 || len(v) > 512 {
+			p.Add("metadata."+k, "keys are at most 64 and values at most 512 bytes")
+		}
+	}
+	return p.Err()
+}
+
+func isCurrencyCode(s string) bool {
+	if len(s) != 3 {
+		return false
+	}
+	for i := 0; i < 3; i++ {
+		if s[i] < 'A' || s[i] > 'Z' {
+			return false
+		}
+	}
+	return true
+}
+
+// checkID validates an identifier: non-empty, at most MaxIDLength bytes,
+// printable, no surrounding spaces.
+func checkID(p *Problems, field, id string) {
+	switch {
+	case id == "":
+		p.Add(field, "is required")
+	case len(id) > MaxIDLength:
+		p.Add(field, "must be at most %d bytes, got %d", MaxIDLength, len(id))
+	case !utf8.ValidString(id):
+		p.Add(field, "must be valid UTF-8")
+	case strings.TrimSpace(id) != id:
+		p.Add(field, "must not start or end with white space")
+	}
+}

@@ -1,0 +1,368 @@
+// Package storetest is the one conformance suite every abacus.Store
+// implementation passes. Each implementation's tests call Exercise with a
+// function that opens a fresh, empty, migrated store.
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/abacus-billing/abacus"
+	"github.com/cockroachdb/apd/v3"
+)
+
+// Exercise runs the whole suite. open must return an empty store; Exercise
+// closes it.
+func Exercise(t *testing.T, open func(t *testing.T) abacus.Store) {
+	t.Run("Tenants", func(t *testing.T) { testTenants(t, open(t)) })
+	t.Run("APIKeys", func(t *testing.T) { testAPIKeys(t, open(t)) })
+	t.Run("Customers", func(t *testing.T) { testCustomers(t, open(t)) })
+	t.Run("Meters", func(t *testing.T) { testMeters(t, open(t)) })
+	t.Run("ApplyDedup", func(t *testing.T) { testApplyDedup(t, open(t)) })
+	t.Run("ApplyRollback", func(t *testing.T) { testApplyRollback(t, open(t)) })
+	t.Run("Rollups", func(t *testing.T) { testRollups(t, open(t)) })
+	t.Run("Uniques", func(t *testing.T) { testUniques(t, open(t)) })
+	t.Run("TenantIsolation", func(t *testing.T) { testTenantIsolation(t, open(t)) })
+}
+
+var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+func wantCode(t *testing.T, err error, code string) {
+	t.Helper()
+	if got := abacus.ErrorCode(err); got != code {
+		t.Fatalf("error code = %q (%v), want %q", got, err, code)
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func seedTenant(t *testing.T, s abacus.Store, id string) {
+	t.Helper()
+	must(t, s.CreateTenant(context.Background(), &abacus.Tenant{ID: id, Name: id, CreatedAt: t0}))
+}
+
+func testTenants(t *testing.T, s abacus.Store) {
+	defer s.Close()
+	ctx := context.Background()
+	must(t, s.Ready(ctx))
+	tn := &abacus.Tenant{ID: "acme", Name: "Acme", Settings: abacus.TenantSettings{BackdateWindow: 48 * time.Hour}, CreatedAt: t0}
+	must(t, s.CreateTenant(ctx, tn))
+	wantCode(t, s.CreateTenant(ctx, tn), abacus.ECONFLICT)
+	got, err := s.FindTenant(ctx, "acme")
+	must(t, err)
+	if got.Name != "Acme" || got.Settings.BackdateWindow != 48*time.Hour || !got.CreatedAt.Equal(t0) {
+		t.Fatalf("tenant = %+v", got)
+	}
+	_, err = s.FindTenant(ctx, "nope")
+	wantCode(t, err, abacus.ENOTFOUND)
+}
+
+func testAPIKeys(t *testing.T, s abacus.Store) {
+	defer s.Close()
+	ctx := context.Background()
+	seedTenant(t, s, "acme")
+	k := &abacus.APIKey{ID: "k1", TenantID: "acme", Name: "ingest", Scopes: []abacus.Scope{abacus.ScopeIngest, abacus.ScopeRead}, Prefix: "abk_x", Hash: []byte("0123456789abcdef0123456789abcdef"), CreatedAt: t0}
+	must(t, s.CreateAPIKey(ctx, k))
+	wantCode(t, s.CreateAPIKey(ctx, k), abacus.ECONFLICT)
+	got, err := s.FindAPIKey(ctx, k.Hash)
+	must(t, err)
+	if got.ID != "k1" || got.TenantID != "acme" || len(got.Scopes) != 2 || !got.Allows(abacus.ScopeIngest) || got.Allows(abacus.ScopeAdmin) {
+		t.Fatalf("key = %+v", got)
+	}
+	_, err = s.FindAPIKey(ctx, []byte("other"))
+	wantCode(t, err, abacus.ENOTFOUND)
+	keys, err := s.ListAPIKeys(ctx, "acme")
+	must(t, err)
+	if len(keys) != 1 || keys[0].ID != "k1" {
+		t.Fatalf("keys = %+v", keys)
+	}
+}
+
+func testCustomers(t *testing.T, s abacus.Store) {
+	defer s.Close()
+	ctx := context.Background()
+	seedTenant(t, s, "acme")
+	for _, id := range []string{"c-2", "c-1", "c-3"} {
+		must(t, s.CreateCustomer(ctx, &abacus.Customer{TenantID: "acme", ID: id, Name: "N " + id, Currency: "EUR", TimeZone: "Europe/Berlin", Metadata: map[string]string{"tier": "gold"}, CreatedAt: t0}))
+	}
+	wantCode(t, s.CreateCustomer(ctx, &abacus.Customer{TenantID: "acme", ID: "c-1", TimeZone: "UTC", CreatedAt: t0}), abacus.ECONFLICT)
+	c, err := s.FindCustomer(ctx, "acme", "c-2")
+	must(t, err)
+	if c.Name != "N c-2" || c.Currency != "EUR" || c.TimeZone != "Europe/Berlin" || c.Metadata["tier"] != "gold" {
+		t.Fatalf("customer = %+v", c)
+	}
+	_, err = s.FindCustomer(ctx, "acme", "c-9")
+	wantCode(t, err, abacus.ENOTFOUND)
+	page, err := s.ListCustomers(ctx, "acme", "c-1", 1)
+	must(t, err)
+	if len(page) != 1 || page[0].ID != "c-2" {
+		t.Fatalf("page = %+v", page)
+	}
+}
+
+func testMeters(t *testing.T, s abacus.Store) {
+	defer s.Close()
+	ctx := context.Background()
+	seedTenant(t, s, "acme")
+	var v0 int64
+	must(t, s.Apply(ctx, func(tx abacus.ApplyTx) (err error) { v0, err = tx.MetersVersion(ctx); return }))
+	m := &abacus.Meter{TenantID: "acme", Key: "tokens", EventType: "llm", Aggregation: abacus.AggSum, Value: "$.tokens",
+		GroupBy: map[string]string{"model": "$.model"}, Filter: []abacus.MeterFilter{{Path: "$.ok", Op: "exists"}}, CreatedAt: t0}
+	must(t, s.CreateMeter(ctx, m))
+	wantCode(t, s.CreateMeter(ctx, m), abacus.ECONFLICT)
+	got, err := s.FindMeter(ctx, "acme", "tokens")
+	must(t, err)
+	if got.EventType != "llm" || got.Aggregation != abacus.AggSum || got.Value != "$.tokens" || got.GroupBy["model"] != "$.model" || len(got.Filter) != 1 {
+		t.Fatalf("meter = %+v", got)
+	}
+	got, err = s.RenameMeter(ctx, "acme", "tokens", "Tokens", "LLM tokens")
+	must(t, err)
+	if got.Name != "Tokens" || got.Description != "LLM tokens" || got.Aggregation != abacus.AggSum {
+		t.Fatalf("renamed = %+v", got)
+	}
+	_, err = s.RenameMeter(ctx, "acme", "nope", "", "")
+	wantCode(t, err, abacus.ENOTFOUND)
+	var v1 int64
+	var all []*abacus.Meter
+	must(t, s.Apply(ctx, func(tx abacus.ApplyTx) (err error) {
+		if v1, err = tx.MetersVersion(ctx); err != nil {
+			return err
+		}
+		all, err = tx.AllMeters(ctx)
+		return err
+	}))
+	if v1 == v0 || len(all) != 1 {
+		t.Fatalf("meters version %d → %d, all = %d", v0, v1, len(all))
+	}
+	list, err := s.ListMeters(ctx, "acme")
+	must(t, err)
+	if len(list) != 1 {
+		t.Fatalf("list = %d", len(list))
+	}
+}
+
+func event(tenant, id string, seq uint64, props string) abacus.AppliedEvent {
+	e := abacus.AppliedEvent{
+		Event: abacus.Event{TenantID: tenant, ID: id, Type: "llm", Customer: "c-1", Time: t0, TimeGiven: true,
+			IngestTime: t0.Add(time.Second), Properties: []byte(props)},
+		Partition: 3, Sequence: seq,
+		Counted: []abacus.Counted{{Meter: "tokens", Group: `{"model":"m"}`}},
+	}
+	e.Hash = e.PayloadHash()
+	return e
+}
+
+func testApplyDedup(t *testing.T, s abacus.Store) {
+	defer s.Close()
+	ctx := context.Background()
+	seedTenant(t, s, "acme")
+	first := []abacus.AppliedEvent{event("acme", "e1", 10, `{"tokens":5}`), event("acme", "e2", 10, `{"tokens":7}`)}
+	var res []abacus.InsertResult
+	must(t, s.Apply(ctx, func(tx abacus.ApplyTx) (err error) {
+		if res, err = tx.InsertEvents(ctx, first); err != nil {
+			return err
+		}
+		return tx.SetPosition(ctx, 3, 10)
+	}))
+	if !res[0].Inserted || !res[1].Inserted {
+		t.Fatalf("first insert = %+v", res)
+	}
+	again := []abacus.AppliedEvent{event("acme", "e1", 11, `{"tokens":5}`), event("acme", "e2", 11, `{"tokens":8}`), event("acme", "e3", 11, `{}`)}
+	must(t, s.Apply(ctx, func(tx abacus.ApplyTx) (err error) {
+		if res, err = tx.InsertEvents(ctx, again); err != nil {
+			return err
+		}
+		if err := tx.RecordRepeats(ctx, []abacus.Repeat{
+			{TenantID: "acme", EventID: "e1", Hash: again[0].Hash, Partition: 3, Sequence: 11, SeenAt: t0},
+			{TenantID: "acme", EventID: "e2", Conflict: true, Hash: again[1].Hash, Partition: 3, Sequence: 11, SeenAt: t0},
+		}); err != nil {
+			return err
+		}
+		return tx.SetPosition(ctx, 3, 11)
+	}))
+	if res[0].Inserted || res[0].ExistingHash != first[0].Hash {
+		t.Fatalf("e1 again = %+v", res[0])
+	}
+	if res[1].Inserted || res[1].ExistingHash != first[1].Hash || res[1].ExistingHash == again[1].Hash {
+		t.Fatalf("e2 again = %+v", res[1])
+	}
+	if !res[2].Inserted {
+		t.Fatalf("e3 = %+v", res[2])
+	}
+	pos, err := s.Positions(ctx)
+	must(t, err)
+	if len(pos) != 1 || pos[3] != 11 {
+		t.Fatalf("positions = %v", pos)
+	}
+	e1, err := s.FindEvent(ctx, "acme", "e1")
+	must(t, err)
+	if e1.Status() != abacus.StatusDuplicate || e1.Duplicates != 1 || e1.Sequence != 10 || e1.Partition != 3 ||
+		string(e1.Properties) != `{"tokens":5}` || !e1.Time.Equal(t0) || !e1.TimeGiven || len(e1.Counted) != 1 || e1.Counted[0].Group != `{"model":"m"}` {
+		t.Fatalf("e1 = %+v", e1)
+	}
+	e2, err := s.FindEvent(ctx, "acme", "e2")
+	must(t, err)
+	if e2.Status() != abacus.StatusConflict || len(e2.Conflicts) != 1 || e2.Conflicts[0].Hash != again[1].Hash || string(e2.Properties) != `{"tokens":7}` {
+		t.Fatalf("e2 = %+v", e2)
+	}
+	e3, err := s.FindEvent(ctx, "acme", "e3")
+	must(t, err)
+	if e3.Status() != abacus.StatusAccepted {
+		t.Fatalf("e3 status = %s", e3.Status())
+	}
+	_, err = s.FindEvent(ctx, "other", "e1")
+	wantCode(t, err, abacus.ENOTFOUND)
+}
+
+// testApplyRollback: a failed apply leaves nothing behind, so that the
+// redelivered batch applies as if for the first time.
+func testApplyRollback(t *testing.T, s abacus.Store) {
+	defer s.Close()
+	ctx := context.Background()
+	seedTenant(t, s, "acme")
+	boom := errors.New("boom")
+	err := s.Apply(ctx, func(tx abacus.ApplyTx) error {
+		if _, err := tx.InsertEvents(ctx, []abacus.AppliedEvent{event("acme", "e1", 1, `{}`)}); err != nil {
+			return err
+		}
+		if err := tx.AddRollups(ctx, []abacus.RollupDelta{delta("acme", "c-1", 100, 1, "5")}); err != nil {
+			return err
+		}
+		if err := tx.SetPosition(ctx, 0, 1); err != nil {
+			return err
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("apply err = %v", err)
+	}
+	_, err = s.FindEvent(ctx, "acme", "e1")
+	wantCode(t, err, abacus.ENOTFOUND)
+	pos, err := s.Positions(ctx)
+	must(t, err)
+	if len(pos) != 0 {
+		t.Fatalf("positions after rollback = %v", pos)
+	}
+	if rows := scan(t, s, abacus.RollupFilter{TenantID: "acme", Meter: "tokens", FromMinute: 0, ToMinute: 1 << 40}); len(rows) != 0 {
+		t.Fatalf("rollups after rollback = %v", rows)
+	}
+}
+
+func dec(s string) apd.Decimal {
+	var d apd.Decimal
+	if _, _, err := d.SetString(s); err != nil {
+		panic(err)
+	}
+	return d
+}
+
+func delta(tenant, customer string, minute int64, count int64, value string) abacus.RollupDelta {
+	v := dec(value)
+	return abacus.RollupDelta{
+		RollupKey: abacus.RollupKey{TenantID: tenant, Meter: "tokens", Customer: customer, Group: `{"model":"m"}`, Minute: minute},
+		Count:     count, HasValue: true, Sum: v, Min: v, Max: v, Latest: v,
+		LatestTime: minute*60e9 + count, LatestID: fmt.Sprint("e", count),
+	}
+}
+
+func scan(t *testing.T, s abacus.Store, f abacus.RollupFilter) []string {
+	t.Helper()
+	var out []string
+	must(t, s.ScanRollups(context.Background(), f, func(r *abacus.RollupRow) error {
+		out = append(out, fmt.Sprintf("%s %d %s n=%d sum=%s min=%s max=%s latest=%s@%d/%s", r.Customer, r.Minute, r.Group, r.Count,
+			r.Sum.Text('f'), r.Min.Text('f'), r.Max.Text('f'), r.Latest.Text('f'), r.LatestTime, r.LatestID))
+		return nil
+	}))
+	sort.Strings(out)
+	return out
+}
+
+func testRollups(t *testing.T, s abacus.Store) {
+	defer s.Close()
+	ctx := context.Background()
+	seedTenant(t, s, "acme")
+	add := func(ds ...abacus.RollupDelta) {
+		must(t, s.Apply(ctx, func(tx abacus.ApplyTx) error { return tx.AddRollups(ctx, ds) }))
+	}
+	add(delta("acme", "c-1", 100, 1, "0.000000000001"), delta("acme", "c-2", 100, 1, "7"))
+	add(delta("acme", "c-1", 100, 2, "12345678901234567890.5"))
+	add(delta("acme", "c-1", 101, 1, "-3"))
+	// A count-only delta (no value) keeps min/max/latest.
+	add(abacus.RollupDelta{RollupKey: abacus.RollupKey{TenantID: "acme", Meter: "tokens", Customer: "c-2", Group: `{"model":"m"}`, Minute: 100}, Count: 4})
+	got := scan(t, s, abacus.RollupFilter{TenantID: "acme", Meter: "tokens", FromMinute: 100, ToMinute: 102})
+	want := []string{
+		`c-1 100 {"model":"m"} n=3 sum=12345678901234567890.500000000001 min=0.000000000001 max=12345678901234567890.5 latest=12345678901234567890.5@6000000000002/e2`,
+		`c-1 101 {"model":"m"} n=1 sum=-3 min=-3 max=-3 latest=-3@6060000000001/e1`,
+		`c-2 100 {"model":"m"} n=5 sum=7 min=7 max=7 latest=7@6000000000001/e1`,
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("rollups:\n got %q\nwant %q", got, want)
+	}
+	got = scan(t, s, abacus.RollupFilter{TenantID: "acme", Meter: "tokens", Customer: "c-1", FromMinute: 101, ToMinute: 200})
+	if len(got) != 1 || got[0] != want[1] {
+		t.Fatalf("filtered = %q", got)
+	}
+	if got := scan(t, s, abacus.RollupFilter{TenantID: "acme", Meter: "other", FromMinute: 0, ToMinute: 1000}); len(got) != 0 {
+		t.Fatalf("other meter = %q", got)
+	}
+}
+
+func testUniques(t *testing.T, s abacus.Store) {
+	defer s.Close()
+	ctx := context.Background()
+	seedTenant(t, s, "acme")
+	u := func(customer string, minute int64, v string) abacus.UniqueValue {
+		return abacus.UniqueValue{RollupKey: abacus.RollupKey{TenantID: "acme", Meter: "users", Customer: customer, Group: "{}", Minute: minute}, Value: v}
+	}
+	must(t, s.Apply(ctx, func(tx abacus.ApplyTx) error {
+		return tx.AddUniques(ctx, []abacus.UniqueValue{u("c-1", 5, "a"), u("c-1", 5, "b"), u("c-1", 6, "a"), u("c-2", 5, "a")})
+	}))
+	must(t, s.Apply(ctx, func(tx abacus.ApplyTx) error {
+		return tx.AddUniques(ctx, []abacus.UniqueValue{u("c-1", 5, "a")}) // already there: ignored
+	}))
+	var got []string
+	must(t, s.ScanUniques(ctx, abacus.RollupFilter{TenantID: "acme", Meter: "users", Customer: "c-1", FromMinute: 0, ToMinute: 10}, func(u *abacus.UniqueValue) error {
+		got = append(got, fmt.Sprint(u.Customer, u.Minute, u.Group, u.Value))
+		return nil
+	}))
+	sort.Strings(got)
+	if want := "[c-15{}a c-15{}b c-16{}a]"; fmt.Sprint(got) != want {
+		t.Fatalf("uniques = %v, want %s", got, want)
+	}
+}
+
+func testTenantIsolation(t *testing.T, s abacus.Store) {
+	defer s.Close()
+	ctx := context.Background()
+	seedTenant(t, s, "a")
+	seedTenant(t, s, "b")
+	must(t, s.CreateCustomer(ctx, &abacus.Customer{TenantID: "a", ID: "c-1", TimeZone: "UTC", CreatedAt: t0}))
+	must(t, s.CreateCustomer(ctx, &abacus.Customer{TenantID: "b", ID: "c-1", TimeZone: "UTC", CreatedAt: t0}))
+	must(t, s.Apply(ctx, func(tx abacus.ApplyTx) error {
+		res, err := tx.InsertEvents(ctx, []abacus.AppliedEvent{event("a", "e1", 1, `{}`), event("b", "e1", 1, `{}`)})
+		if err == nil && !(res[0].Inserted && res[1].Inserted) {
+			err = fmt.Errorf("same id in two tenants must both insert: %+v", res)
+		}
+		if err != nil {
+			return err
+		}
+		return tx.AddRollups(ctx, []abacus.RollupDelta{delta("a", "c-1", 1, 1, "1"), delta("b", "c-1", 1, 1, "2")})
+	}))
+	if got := scan(t, s, abacus.RollupFilter{TenantID: "b", Meter: "tokens", FromMinute: 0, ToMinute: 10}); len(got) != 1 || got[0][len(got[0])-len("latest=2@60000000001/e1"):] != "latest=2@60000000001/e1" {
+		t.Fatalf("tenant b rollups = %q", got)
+	}
+	cs, err := s.ListCustomers(ctx, "b", "", 10)
+	must(t, err)
+	if len(cs) != 1 {
+		t.Fatalf("tenant b customers = %d", len(cs))
+	}
+}
