@@ -26,6 +26,7 @@ const usage = `usage: abacus <command> [flags]
 
 commands:
   serve     run the Abacus server (embedded JetStream + SQLite by default)
+  tenants   create NAME: create a tenant and print its admin key
   rate      price a quantity with a price definition (see docs/pricing.md)
 `
 
@@ -38,6 +39,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	}
 	cmd, rest := args[0], args[1:]
 	switch cmd {
+	case "serve":
+		return runServe(ctx, rest, getenv, stdout, stderr)
+	case "tenants":
+		return runTenants(ctx, rest, getenv, stdout, stderr)
 	case "rate":
 		return runRate(rest, stdout, stderr)
 	case "help", "-h", "--help":

@@ -1,0 +1,249 @@
+package aggregate
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"sync"
+
+	"github.com/abacus-billing/abacus"
+)
+
+// messageEvents reads the event count of a log message without decoding it.
+func messageEvents(msg []byte) int {
+	n, k := binary.Uvarint(msg)
+	if k <= 0 {
+		return 1
+	}
+	return int(n)
+}
+
+// meterCache holds every tenant's meters compiled, keyed by tenant and event
+// type, and is reloaded inside the apply transaction whenever the stored
+// meters version moves: an event applied after a meter's creation committed
+// is always evaluated against it.
+type meterCache struct {
+	mu      sync.Mutex
+	version int64
+	byType  map[[2]string][]*compiledMeter
+}
+
+func (c *meterCache) get(ctx context.Context, tx abacus.ApplyTx) (map[[2]string][]*compiledMeter, error) {
+	v, err := tx.MetersVersion(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if v == c.version {
+		return c.byType, nil
+	}
+	all, err := tx.AllMeters(ctx)
+	if err != nil {
+		return nil, err
+	}
+	byType := map[[2]string][]*compiledMeter{}
+	for _, m := range all {
+		cm, err := compileMeter(m)
+		if err != nil {
+			return nil, fmt.Errorf("meter %s/%s: %w", m.TenantID, m.Key, err)
+		}
+		k := [2]string{m.TenantID, m.EventType}
+		byType[k] = append(byType[k], cm)
+	}
+	c.version, c.byType = v, byType
+	return byType, nil
+}
+
+type eventKey struct{ tenant, id string }
+
+// apply commits one batch of log messages. events is scratch space, returned
+// for reuse.
+func (a *Aggregator) apply(ctx context.Context, batch []abacus.LogMessage, events []abacus.Event) ([]abacus.Event, error) {
+	// Decode, and split the batch into first occurrences (in log order) and
+	// repeats of an id seen earlier in the same batch.
+	var uniq []abacus.AppliedEvent
+	type inBatch struct {
+		first int
+		ev    abacus.AppliedEvent
+	}
+	var repeatsInBatch []inBatch
+	first := map[eventKey]int{}
+	positions := map[int]uint64{}
+	for _, m := range batch {
+		start := len(events)
+		var err error
+		if events, err = abacus.DecodeMessage(m.Data, events); err != nil {
+			// A corrupt message can never apply; refusing it forever would
+			// stop the partition, so it is logged loudly and skipped.
+			a.cfg.Logger.Error("skipping corrupt log message", "partition", m.Partition, "seq", m.Sequence, "err", err)
+			a.cfg.Metrics.CorruptMessages.Inc()
+			events = events[:start]
+		}
+		for i := start; i < len(events); i++ {
+			ae := abacus.AppliedEvent{Event: events[i], Partition: m.Partition, Sequence: m.Sequence}
+			ae.Hash = ae.PayloadHash()
+			k := eventKey{ae.TenantID, ae.ID}
+			if j, seen := first[k]; seen {
+				repeatsInBatch = append(repeatsInBatch, inBatch{first: j, ev: ae})
+				continue
+			}
+			first[k] = len(uniq)
+			uniq = append(uniq, ae)
+		}
+		positions[m.Partition] = max(positions[m.Partition], m.Sequence)
+	}
+
+	var newCount, dupCount, conflictCount int
+	err := a.cfg.Store.Apply(ctx, func(tx abacus.ApplyTx) error {
+		newCount, dupCount, conflictCount = 0, 0, 0
+		meters, err := a.meters.get(ctx, tx)
+		if err != nil {
+			return err
+		}
+		contribs := make([][]contribution, len(uniq))
+		for i := range uniq {
+			contribs[i] = evaluateEvent(meters, &uniq[i])
+		}
+		results, err := tx.InsertEvents(ctx, uniq)
+		if err != nil {
+			return err
+		}
+		deltas := map[abacus.RollupKey]*abacus.RollupDelta{}
+		uniques := map[abacus.UniqueValue]struct{}{}
+		var repeats []abacus.Repeat
+		for i, r := range results {
+			e := &uniq[i]
+			if !r.Inserted {
+				repeats = append(repeats, repeat(e, r.ExistingHash))
+				continue
+			}
+			newCount++
+			for j := range contribs[i] {
+				if err := addContribution(deltas, uniques, e, &contribs[i][j]); err != nil {
+					return err
+				}
+			}
+		}
+		for _, rb := range repeatsInBatch {
+			stored := uniq[rb.first].Hash
+			if !results[rb.first].Inserted {
+				stored = results[rb.first].ExistingHash
+			}
+			repeats = append(repeats, repeat(&rb.ev, stored))
+		}
+		for _, r := range repeats {
+			if r.Conflict {
+				conflictCount++
+			} else {
+				dupCount++
+			}
+		}
+		if err := tx.RecordRepeats(ctx, repeats); err != nil {
+			return err
+		}
+		flat := make([]abacus.RollupDelta, 0, len(deltas))
+		for _, d := range deltas {
+			flat = append(flat, *d)
+		}
+		if err := tx.AddRollups(ctx, flat); err != nil {
+			return err
+		}
+		uv := make([]abacus.UniqueValue, 0, len(uniques))
+		for u := range uniques {
+			uv = append(uv, u)
+		}
+		if err := tx.AddUniques(ctx, uv); err != nil {
+			return err
+		}
+		for p, s := range positions {
+			if err := tx.SetPosition(ctx, p, s); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return events[:0], err
+	}
+	m := a.cfg.Metrics
+	m.EventsApplied.Add(float64(newCount))
+	m.Duplicates.Add(float64(dupCount))
+	m.Conflicts.Add(float64(conflictCount))
+	a.mu.Lock()
+	for p, s := range positions {
+		if s > a.applied[p] {
+			a.applied[p] = s
+		}
+		m.Position.WithLabelValues(itoa(p)).Set(float64(s))
+	}
+	a.lastError = nil
+	close(a.changed)
+	a.changed = make(chan struct{})
+	a.mu.Unlock()
+	return events[:0], nil
+}
+
+func repeat(e *abacus.AppliedEvent, stored [16]byte) abacus.Repeat {
+	return abacus.Repeat{TenantID: e.TenantID, EventID: e.ID, Conflict: stored != e.Hash, Hash: e.Hash,
+		Partition: e.Partition, Sequence: e.Sequence, SeenAt: e.IngestTime}
+}
+
+// evaluateEvent fills e.Counted and e.Skipped and returns its contributions.
+func evaluateEvent(meters map[[2]string][]*compiledMeter, e *abacus.AppliedEvent) []contribution {
+	ms := meters[[2]string{e.TenantID, e.Type}]
+	e.Counted, e.Skipped = nil, nil
+	if len(ms) == 0 {
+		return nil // stored, counted nowhere: see docs/ARCHITECTURE.md, "Events no meter counts"
+	}
+	props, err := decodeProperties(e.Properties)
+	if err != nil {
+		for _, m := range ms {
+			e.Skipped = append(e.Skipped, abacus.Skipped{Meter: m.Key, Reason: "properties are not a JSON object"})
+		}
+		return nil
+	}
+	out := make([]contribution, 0, len(ms))
+	for _, m := range ms {
+		var c contribution
+		ok, reason := m.evaluate(props, &c)
+		switch {
+		case ok:
+			out = append(out, c)
+			e.Counted = append(e.Counted, abacus.Counted{Meter: m.Key, Group: c.group})
+		case reason != "":
+			e.Skipped = append(e.Skipped, abacus.Skipped{Meter: m.Key, Reason: reason})
+		}
+	}
+	return out
+}
+
+func addContribution(deltas map[abacus.RollupKey]*abacus.RollupDelta, uniques map[abacus.UniqueValue]struct{}, e *abacus.AppliedEvent, c *contribution) error {
+	k := abacus.RollupKey{TenantID: e.TenantID, Meter: c.meter.Key, Customer: e.Customer, Group: c.group, Minute: floorDiv(e.Time.Unix(), 60)}
+	d := abacus.RollupDelta{RollupKey: k, Count: 1}
+	switch c.meter.Aggregation {
+	case abacus.AggCount:
+	case abacus.AggUniqueCount:
+		uniques[abacus.UniqueValue{RollupKey: k, Value: c.unique}] = struct{}{}
+	default:
+		d.HasValue = true
+		d.Sum.Set(&c.value)
+		d.Min.Set(&c.value)
+		d.Max.Set(&c.value)
+		d.Latest.Set(&c.value)
+		d.LatestTime, d.LatestID = e.Time.UnixNano(), e.ID
+	}
+	if cur, ok := deltas[k]; ok {
+		return cur.Merge(&d)
+	}
+	deltas[k] = &d
+	return nil
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
+}

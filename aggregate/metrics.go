@@ -1,0 +1,35 @@
+package aggregate
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics of the aggregator, registered on the given registerer.
+type Metrics struct {
+	EventsApplied   prometheus.Counter
+	Duplicates      prometheus.Counter
+	Conflicts       prometheus.Counter
+	ApplyErrors     prometheus.Counter
+	CorruptMessages prometheus.Counter
+	Position        *prometheus.GaugeVec
+}
+
+// NewMetrics creates the metrics and registers them on reg (nil: unregistered).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		EventsApplied:   prometheus.NewCounter(prometheus.CounterOpts{Name: "abacus_events_aggregated_total", Help: "New events committed to the store (first of their id)."}),
+		Duplicates:      prometheus.NewCounter(prometheus.CounterOpts{Name: "abacus_events_duplicate_total", Help: "Events whose id was already stored with the same payload; counted nowhere."}),
+		Conflicts:       prometheus.NewCounter(prometheus.CounterOpts{Name: "abacus_events_conflict_total", Help: "Events whose id was already stored with another payload; the first won."}),
+		ApplyErrors:     prometheus.NewCounter(prometheus.CounterOpts{Name: "abacus_aggregate_apply_errors_total", Help: "Failed apply transactions (retried)."}),
+		CorruptMessages: prometheus.NewCounter(prometheus.CounterOpts{Name: "abacus_aggregate_corrupt_messages_total", Help: "Log messages that could not be decoded and were skipped."}),
+		Position:        prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "abacus_aggregate_position", Help: "Last committed log sequence per partition."}, []string{"partition"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.EventsApplied, m.Duplicates, m.Conflicts, m.ApplyErrors, m.CorruptMessages, m.Position)
+	}
+	return m
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }

@@ -1,0 +1,143 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/abacus-billing/abacus"
+	"github.com/abacus-billing/abacus/ingest"
+)
+
+func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
+
+func trimJSONErr(err error) string { return strings.TrimPrefix(err.Error(), "json: ") }
+
+// IngestResponse is the answer to POST /v1/events. Every event of the
+// request is either counted in Accepted or listed in Rejected (by index):
+// events not listed were accepted.
+type IngestResponse struct {
+	Accepted int                `json:"accepted"`
+	Rejected []ingest.Rejection `json:"rejected"`
+}
+
+// postEvents validates the request, appends the valid events to the log
+// with group commit and answers 202 once they are durable. When every event
+// is invalid the answer is 400 with the same body; when the log cannot take
+// the events, 503 and none of them is acknowledged.
+func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
+	key := keyFrom(r)
+	format, err := ingest.FormatOf(r.Header.Get("Content-Type"))
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	lim := s.cfg.Limits
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, lim.MaxBodyBytes))
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		s.error(w, r, abacus.Errorf(abacus.ETOOLARGE, "request body over the limit of %d bytes", lim.MaxBodyBytes))
+		return
+	} else if err != nil {
+		s.error(w, r, abacus.Errorf(abacus.EINVALID, "reading body: %v", err))
+		return
+	}
+	tenant, err := s.tenant(r, key.TenantID)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	p := ingest.Parser{TenantID: key.TenantID, Settings: tenant.Settings, Now: s.cfg.Clock.Now().UTC(), Limits: lim}
+	events, rejected, err := p.Parse(format, body)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	m := s.cfg.Metrics
+	m.Received.Add(float64(len(events) + len(rejected)))
+	for _, rj := range rejected {
+		m.Rejected.WithLabelValues(cmpOr(rj.Field, "body")).Inc()
+	}
+	resp := IngestResponse{Rejected: rejected}
+	if resp.Rejected == nil {
+		resp.Rejected = []ingest.Rejection{}
+	}
+	if len(events) == 0 {
+		s.json(w, http.StatusBadRequest, resp)
+		return
+	}
+	if err := s.cfg.Committer.Commit(r.Context(), events); err != nil {
+		s.error(w, r, err)
+		return
+	}
+	m.Accepted.Add(float64(len(events)))
+	resp.Accepted = len(events)
+	s.json(w, http.StatusAccepted, resp)
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// tenant settings change rarely; the store read is cheap relative to the
+// log append, and keeps multi-process deployments consistent.
+func (s *Server) tenant(r *http.Request, id string) (*abacus.Tenant, error) {
+	return s.cfg.Store.FindTenant(r.Context(), id)
+}
+
+// EventResponse is GET /v1/events/{id}.
+type EventResponse struct {
+	ID         string             `json:"id"`
+	Type       string             `json:"type"`
+	Customer   string             `json:"customer"`
+	Time       time.Time          `json:"time"`
+	TimeGiven  bool               `json:"time_given"`
+	IngestTime time.Time          `json:"ingest_time"`
+	Properties json.RawMessage    `json:"properties"`
+	Status     abacus.EventStatus `json:"status"`
+	Duplicates int64              `json:"duplicates"`
+	Conflicts  []ConflictInfo     `json:"conflicts"`
+	Counted    []abacus.Counted   `json:"counted"`
+	Skipped    []abacus.Skipped   `json:"skipped"`
+	Log        struct {
+		Partition int    `json:"partition"`
+		Sequence  uint64 `json:"sequence"`
+	} `json:"log"`
+}
+
+// ConflictInfo is one later event that reused the id with another payload.
+type ConflictInfo struct {
+	PayloadHash string    `json:"payload_hash"`
+	SeenAt      time.Time `json:"seen_at"`
+	Partition   int       `json:"partition"`
+	Sequence    uint64    `json:"sequence"`
+}
+
+func (s *Server) getEvent(w http.ResponseWriter, r *http.Request) {
+	e, err := s.cfg.Store.FindEvent(r.Context(), keyFrom(r).TenantID, r.PathValue("id"))
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	resp := EventResponse{ID: e.ID, Type: e.Type, Customer: e.Customer, Time: e.Time, TimeGiven: e.TimeGiven, IngestTime: e.IngestTime,
+		Properties: e.Properties, Status: e.Status(), Duplicates: e.Duplicates, Counted: e.Counted, Skipped: e.Skipped, Conflicts: []ConflictInfo{}}
+	if resp.Counted == nil {
+		resp.Counted = []abacus.Counted{}
+	}
+	if resp.Skipped == nil {
+		resp.Skipped = []abacus.Skipped{}
+	}
+	for _, c := range e.Conflicts {
+		resp.Conflicts = append(resp.Conflicts, ConflictInfo{PayloadHash: hex.EncodeToString(c.Hash[:]), SeenAt: c.SeenAt, Partition: c.Partition, Sequence: c.Sequence})
+	}
+	resp.Log.Partition, resp.Log.Sequence = e.Partition, e.Sequence
+	s.json(w, http.StatusOK, resp)
+}

@@ -1,0 +1,195 @@
+package ingest
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"hash/fnv"
+	"sync"
+	"time"
+
+	"github.com/abacus-billing/abacus"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Partition returns the log partition of a (tenant, customer): one
+// customer's events stay in one partition and so in one aggregator.
+func Partition(tenantID, customer string, partitions int) int {
+	h := fnv.New32a()
+	h.Write([]byte(tenantID))
+	h.Write([]byte{0})
+	h.Write([]byte(customer))
+	return int(h.Sum32() % uint32(partitions))
+}
+
+// CommitterConfig configures group commit.
+type CommitterConfig struct {
+	Log abacus.EventLog
+	// MaxEvents and MaxBytes cap one log append (defaults 5,000 events and
+	// 1 MiB). A flush happens as soon as the previous append of the
+	// partition is acknowledged: requests that arrive while an append is in
+	// flight are packed into the next one, so batches grow with load and a
+	// lone request waits for no timer.
+	MaxEvents int
+	MaxBytes  int
+	Metrics   *Metrics
+}
+
+// Committer packs the events of concurrent requests for the same partition
+// into one log append and answers each request once every append holding
+// its events is acknowledged.
+type Committer struct {
+	cfg    CommitterConfig
+	queues []chan *pending
+	wg     sync.WaitGroup
+	stop   chan struct{}
+}
+
+// pending is one request's events for one partition.
+type pending struct {
+	records []byte
+	n       int
+	done    chan error
+}
+
+// NewCommitter starts one committer goroutine per partition.
+func NewCommitter(cfg CommitterConfig) *Committer {
+	cfg.MaxEvents = cmp.Or(cfg.MaxEvents, 5000)
+	cfg.MaxBytes = cmp.Or(cfg.MaxBytes, 1<<20)
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics(nil)
+	}
+	c := &Committer{cfg: cfg, stop: make(chan struct{})}
+	for p := 0; p < cfg.Log.Partitions(); p++ {
+		q := make(chan *pending, 1024)
+		c.queues = append(c.queues, q)
+		c.wg.Add(1)
+		go func() { defer c.wg.Done(); c.loop(p, q) }()
+	}
+	return c
+}
+
+// Commit makes events durable in the log. It returns nil once all of them
+// are acknowledged; on error none should be reported as accepted (some may
+// be in the log; producers resend, and dedup absorbs the repeat).
+func (c *Committer) Commit(ctx context.Context, events []abacus.Event) error {
+	// Per partition, the request's records in pieces of at most MaxBytes,
+	// so that no log message outgrows the log's message limit.
+	parts := make([][]*pending, len(c.queues))
+	for i := range events {
+		e := &events[i]
+		p := Partition(e.TenantID, e.Customer, len(c.queues))
+		n := len(parts[p])
+		if n == 0 || len(parts[p][n-1].records) >= c.cfg.MaxBytes {
+			parts[p] = append(parts[p], &pending{done: make(chan error, 1)})
+			n++
+		}
+		pd := parts[p][n-1]
+		pd.records = abacus.AppendRecord(pd.records, e)
+		pd.n++
+	}
+	var sent []*pending
+	for p, pds := range parts {
+		for _, pd := range pds {
+			select {
+			case c.queues[p] <- pd:
+				sent = append(sent, pd)
+			case <-ctx.Done():
+				return errors.Join(abacus.Errorf(abacus.EUNAVAILABLE, "request canceled before its events were appended"), wait(sent))
+			case <-c.stop:
+				return errors.Join(abacus.Errorf(abacus.EUNAVAILABLE, "shutting down"), wait(sent))
+			}
+		}
+	}
+	return wait(sent)
+}
+
+// wait collects the outcome of every submitted piece. Pieces already
+// queued are waited for even when the request fails, so that a request
+// never returns while the log may still be appending its events.
+func wait(sent []*pending) error {
+	var firstErr error
+	for _, pd := range sent {
+		if err := <-pd.done; err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	return firstErr
+}
+
+func (c *Committer) loop(p int, q chan *pending) {
+	var group []*pending
+	var msg []byte
+	for {
+		group = group[:0]
+		var first *pending
+		select {
+		case first = <-q:
+		case <-c.stop:
+			return
+		}
+		group = append(group, first)
+		n, size := first.n, len(first.records)
+	gather:
+		for n < c.cfg.MaxEvents && size < c.cfg.MaxBytes {
+			select {
+			case pd := <-q:
+				group = append(group, pd)
+				n += pd.n
+				size += len(pd.records)
+			default:
+				break gather
+			}
+		}
+		msg = abacus.AppendMessage(msg[:0], n)
+		for _, pd := range group {
+			msg = append(msg, pd.records...)
+		}
+		start := time.Now()
+		// The append is not tied to any one request's context: it carries
+		// other requests' events too.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		_, err := c.cfg.Log.Append(ctx, p, msg)
+		cancel()
+		c.cfg.Metrics.AppendSeconds.Observe(time.Since(start).Seconds())
+		c.cfg.Metrics.AppendEvents.Observe(float64(n))
+		if err != nil {
+			c.cfg.Metrics.AppendErrors.Inc()
+		}
+		for _, pd := range group {
+			pd.done <- err
+		}
+	}
+}
+
+// Close stops the committer goroutines after their appends in flight.
+func (c *Committer) Close() {
+	close(c.stop)
+	c.wg.Wait()
+}
+
+// Metrics of ingest.
+type Metrics struct {
+	Received      prometheus.Counter
+	Accepted      prometheus.Counter
+	Rejected      *prometheus.CounterVec
+	AppendSeconds prometheus.Histogram
+	AppendEvents  prometheus.Histogram
+	AppendErrors  prometheus.Counter
+}
+
+// NewMetrics creates ingest metrics registered on reg (nil: unregistered).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Received:      prometheus.NewCounter(prometheus.CounterOpts{Name: "abacus_events_received_total", Help: "Events in ingest requests, valid or not."}),
+		Accepted:      prometheus.NewCounter(prometheus.CounterOpts{Name: "abacus_events_accepted_total", Help: "Events durably appended to the log and acknowledged (202)."}),
+		Rejected:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "abacus_events_rejected_total", Help: "Events rejected at ingest, by field."}, []string{"field"}),
+		AppendSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "abacus_log_append_seconds", Help: "Latency of one group-commit log append.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
+		AppendEvents:  prometheus.NewHistogram(prometheus.HistogramOpts{Name: "abacus_log_append_events", Help: "Events packed into one log append.", Buckets: prometheus.ExponentialBuckets(1, 2, 14)}),
+		AppendErrors:  prometheus.NewCounter(prometheus.CounterOpts{Name: "abacus_log_append_errors_total", Help: "Failed log appends."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.Received, m.Accepted, m.Rejected, m.AppendSeconds, m.AppendEvents, m.AppendErrors)
+	}
+	return m
+}

@@ -1,0 +1,302 @@
+// Package ingest turns POST /v1/events bodies into validated events and
+// makes them durable in the event log with group commit.
+package ingest
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"mime"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/abacus-billing/abacus"
+)
+
+// Limits bound one ingest request. Going over MaxBodyBytes or MaxEvents
+// rejects the whole request with 413; an event over MaxEventBytes is
+// rejected alone.
+type Limits struct {
+	MaxBodyBytes  int64 // default 8 MiB
+	MaxEvents     int   // default 10,000 events per request
+	MaxEventBytes int   // default abacus.MaxEventBytes (64 KiB)
+}
+
+// Defaults fills zero fields.
+func (l Limits) Defaults() Limits {
+	if l.MaxBodyBytes <= 0 {
+		l.MaxBodyBytes = 8 << 20
+	}
+	if l.MaxEvents <= 0 {
+		l.MaxEvents = 10000
+	}
+	if l.MaxEventBytes <= 0 {
+		l.MaxEventBytes = abacus.MaxEventBytes
+	}
+	return l
+}
+
+// Rejection is one event that was not accepted, and why.
+type Rejection struct {
+	Index  int    `json:"index"`
+	ID     string `json:"id,omitempty"`
+	Field  string `json:"field"`
+	Reason string `json:"reason"`
+}
+
+// Format is a request body format.
+type Format int
+
+// Formats of POST /v1/events, chosen by Content-Type.
+const (
+	FormatJSON            Format = iota // application/json: one event or an array
+	FormatNDJSON                        // application/x-ndjson: one event per line
+	FormatCloudEvent                    // application/cloudevents+json
+	FormatCloudEventBatch               // application/cloudevents-batch+json
+)
+
+// FormatOf maps a Content-Type to a Format.
+func FormatOf(contentType string) (Format, error) {
+	if contentType == "" {
+		return FormatJSON, nil
+	}
+	mt, _, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		return 0, abacus.Errorf(abacus.EINVALID, "Content-Type %q: %v", contentType, err)
+	}
+	switch mt {
+	case "application/json":
+		return FormatJSON, nil
+	case "application/x-ndjson", "application/ndjson", "application/jsonl":
+		return FormatNDJSON, nil
+	case "application/cloudevents+json":
+		return FormatCloudEvent, nil
+	case "application/cloudevents-batch+json":
+		return FormatCloudEventBatch, nil
+	}
+	return 0, abacus.Errorf(abacus.EINVALID, "Content-Type %q is not supported; use application/json, application/x-ndjson, application/cloudevents+json or application/cloudevents-batch+json", mt)
+}
+
+// Parser validates events for one tenant at one instant.
+type Parser struct {
+	TenantID string
+	Settings abacus.TenantSettings
+	Now      time.Time
+	Limits   Limits
+}
+
+// Parse splits body into events and validates each. Valid events come back
+// in order; invalid ones as rejections naming index, id, field and reason.
+// An error means the request as a whole is unusable (ETOOLARGE, EINVALID).
+func (p *Parser) Parse(format Format, body []byte) ([]abacus.Event, []Rejection, error) {
+	items, err := p.split(format, body)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(items) > p.Limits.MaxEvents {
+		return nil, nil, abacus.Errorf(abacus.ETOOLARGE, "%d events in one request; the limit is %d", len(items), p.Limits.MaxEvents)
+	}
+	if len(items) == 0 {
+		return nil, nil, abacus.Errorf(abacus.EINVALID, "the request has no events")
+	}
+	cloud := format == FormatCloudEvent || format == FormatCloudEventBatch
+	events := make([]abacus.Event, 0, len(items))
+	var rejected []Rejection
+	for i, raw := range items {
+		e, rej := p.event(raw, cloud)
+		if rej != nil {
+			rej.Index = i
+			rejected = append(rejected, *rej)
+			continue
+		}
+		events = append(events, e)
+	}
+	return events, rejected, nil
+}
+
+// split returns the raw JSON of each event.
+func (p *Parser) split(format Format, body []byte) ([]json.RawMessage, error) {
+	switch format {
+	case FormatNDJSON:
+		var out []json.RawMessage
+		sc := bufio.NewScanner(bytes.NewReader(body))
+		sc.Buffer(make([]byte, 0, 64<<10), int(p.Limits.MaxBodyBytes)+1)
+		for sc.Scan() {
+			line := bytes.TrimSpace(sc.Bytes())
+			if len(line) == 0 {
+				continue
+			}
+			out = append(out, json.RawMessage(line))
+		}
+		if err := sc.Err(); err != nil {
+			return nil, abacus.Errorf(abacus.EINVALID, "reading NDJSON body: %v", err)
+		}
+		return out, nil
+	case FormatCloudEvent:
+		return []json.RawMessage{bytes.TrimSpace(body)}, nil
+	}
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) > 0 && trimmed[0] == '[' {
+		var out []json.RawMessage
+		if err := json.Unmarshal(trimmed, &out); err != nil {
+			return nil, abacus.Errorf(abacus.EINVALID, "body is not a JSON array of events: %v", err)
+		}
+		return out, nil
+	}
+	if format == FormatCloudEventBatch {
+		return nil, abacus.Errorf(abacus.EINVALID, "a CloudEvents batch must be a JSON array")
+	}
+	return []json.RawMessage{trimmed}, nil
+}
+
+// wireEvent is the native event format.
+type wireEvent struct {
+	ID         *string         `json:"id"`
+	Type       *string         `json:"type"`
+	Customer   *string         `json:"customer"`
+	Time       *string         `json:"time"`
+	Properties json.RawMessage `json:"properties"`
+}
+
+// wireCloudEvent is a CloudEvents 1.0 structured event; extension
+// attributes are ignored.
+type wireCloudEvent struct {
+	SpecVersion *string         `json:"specversion"`
+	ID          *string         `json:"id"`
+	Source      *string         `json:"source"`
+	Type        *string         `json:"type"`
+	Subject     *string         `json:"subject"`
+	Time        *string         `json:"time"`
+	Data        json.RawMessage `json:"data"`
+}
+
+func reject(id, field, format string, args ...any) *Rejection {
+	return &Rejection{ID: id, Field: field, Reason: fmt.Sprintf(format, args...)}
+}
+
+// event validates one raw event.
+func (p *Parser) event(raw json.RawMessage, cloud bool) (abacus.Event, *Rejection) {
+	var e abacus.Event
+	if len(raw) > p.Limits.MaxEventBytes {
+		return e, reject(peekID(raw), "", "event is %d bytes; the limit is %d", len(raw), p.Limits.MaxEventBytes)
+	}
+	var id, typ, customer, tm *string
+	var props json.RawMessage
+	propsField, customerField := "properties", "customer"
+	if cloud {
+		var w wireCloudEvent
+		if err := json.Unmarshal(raw, &w); err != nil {
+			return e, reject(peekID(raw), "", "not a valid CloudEvent: %s", jsonError(err))
+		}
+		if w.SpecVersion == nil || *w.SpecVersion != "1.0" {
+			return e, reject(deref(w.ID), "specversion", `must be "1.0"`)
+		}
+		id, typ, customer, tm, props = w.ID, w.Type, w.Subject, w.Time, w.Data
+		propsField, customerField = "data", "subject"
+	} else {
+		var w wireEvent
+		d := json.NewDecoder(bytes.NewReader(raw))
+		d.DisallowUnknownFields()
+		if err := d.Decode(&w); err != nil {
+			return e, reject(peekID(raw), "", "not a valid event: %s", jsonError(err))
+		}
+		id, typ, customer, tm, props = w.ID, w.Type, w.Customer, w.Time, w.Properties
+	}
+	e.ID = deref(id)
+	if r := checkString(e.ID, "id", id, abacus.MaxIDLength); r != nil {
+		return e, r
+	}
+	if r := checkString(e.ID, "type", typ, abacus.MaxEventTypeLength); r != nil {
+		return e, r
+	}
+	if r := checkString(e.ID, customerField, customer, abacus.MaxIDLength); r != nil {
+		return e, r
+	}
+	e.TenantID, e.Type, e.Customer = p.TenantID, *typ, *customer
+	e.IngestTime = p.Now
+	e.Time, e.TimeGiven = p.Now, false
+	if tm != nil {
+		t, err := time.Parse(time.RFC3339Nano, *tm)
+		if err != nil {
+			return e, reject(e.ID, "time", "must be an RFC 3339 timestamp such as 2026-03-01T12:00:00.123Z, got %q", *tm)
+		}
+		if t.After(p.Now.Add(p.Settings.Skew())) {
+			return e, reject(e.ID, "time", "%s is more than %s in the future", *tm, p.Settings.Skew())
+		}
+		if t.Before(p.Now.Add(-p.Settings.Backdate())) {
+			return e, reject(e.ID, "time", "%s is older than the backdating window of %s", *tm, p.Settings.Backdate())
+		}
+		e.Time, e.TimeGiven = t.UTC(), true
+	}
+	props = bytes.TrimSpace(props)
+	switch {
+	case len(props) == 0 || string(props) == "null":
+		e.Properties = []byte("{}")
+	case props[0] != '{':
+		return e, reject(e.ID, propsField, "must be a JSON object")
+	default:
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, props); err != nil {
+			return e, reject(e.ID, propsField, "invalid JSON: %s", jsonError(err))
+		}
+		e.Properties = buf.Bytes()
+	}
+	return e, nil
+}
+
+func checkString(id, field string, v *string, maxLen int) *Rejection {
+	switch {
+	case v == nil || *v == "":
+		return reject(id, field, "is required")
+	case len(*v) > maxLen:
+		return reject(id, field, "must be at most %d bytes, got %d", maxLen, len(*v))
+	case !utf8.ValidString(*v):
+		return reject(id, field, "must be valid UTF-8")
+	}
+	return nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// peekID extracts "id" from an event that failed to decode, so the
+// rejection can still name it.
+func peekID(raw json.RawMessage) string {
+	var v struct {
+		ID any `json:"id"`
+	}
+	if json.Unmarshal(raw, &v) == nil {
+		if s, ok := v.ID.(string); ok && len(s) <= abacus.MaxIDLength {
+			return s
+		}
+	}
+	return ""
+}
+
+// jsonError rewrites decoding errors into field language.
+func jsonError(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) && te.Field != "" {
+		return fmt.Sprintf("field %q must be a %s, got %s", te.Field, expected(te.Type.String()), te.Value)
+	}
+	s := err.Error()
+	if strings.HasPrefix(s, "json: unknown field ") {
+		return "unknown field " + strings.TrimPrefix(s, "json: unknown field ") + " (fields are id, type, customer, time, properties)"
+	}
+	return strings.TrimPrefix(s, "json: ")
+}
+
+func expected(goType string) string {
+	switch goType {
+	case "*string", "string":
+		return "string"
+	}
+	return goType
+}

@@ -1,0 +1,236 @@
+// Package jetstream is the event log of Abacus on NATS JetStream: embedded
+// in-process (nats-server as a library, file storage under the data dir) or
+// an external server or cluster.
+//
+// Each partition is its own stream (ABACUS_EVENTS_<p>, subject
+// abacus.events.<p>): per-partition sequences are then the stream
+// sequences, and appends to different partitions are written and fsynced by
+// independent file stores in parallel instead of queueing behind one.
+package jetstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/abacus-billing/abacus"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Durability says when JetStream considers an append durable.
+type Durability string
+
+// Durability modes of the embedded server. An external server or cluster
+// has its own sync settings and replication; see docs/OPERATIONS.md.
+const (
+	// Strict fsyncs every append before it is acknowledged: an acknowledged
+	// event survives a power loss.
+	Strict Durability = "strict"
+	// Relaxed acknowledges once the append is written to the OS and fsyncs
+	// every RelaxedSyncInterval: a process crash loses nothing, an OS crash
+	// or power loss may lose up to that interval of acknowledged events.
+	Relaxed Durability = "relaxed"
+)
+
+// RelaxedSyncInterval is the fsync interval in relaxed mode.
+const RelaxedSyncInterval = time.Second
+
+// Config configures the log.
+type Config struct {
+	// URL of an external NATS server or cluster. Empty starts an embedded
+	// server storing under Dir.
+	URL string
+	// Dir is where the embedded server stores streams.
+	Dir string
+	// Durability of the embedded server (default Strict).
+	Durability Durability
+	// Partitions is the number of partitions (default 8). It is fixed for
+	// the life of the data: events are partitioned by hash(tenant,
+	// customer) mod Partitions.
+	Partitions int
+	// Replicas of each stream on an external cluster (default 1; use 3 on
+	// a cluster).
+	Replicas int
+	// MaxAge is how long the log keeps messages (default 7 days). The store
+	// keeps every event; the log only needs to outlive aggregator lag.
+	MaxAge time.Duration
+}
+
+// MaxMessageBytes is the largest log message the embedded server takes;
+// ingest flushes batches well below it.
+const MaxMessageBytes = 8 << 20
+
+// Log is a JetStream-backed abacus.EventLog.
+type Log struct {
+	cfg Config
+	srv *server.Server // nil for an external server
+	nc  *nats.Conn
+	js  jetstream.JetStream
+}
+
+var _ abacus.EventLog = (*Log)(nil)
+
+// Open starts the embedded server (or connects to cfg.URL) and makes sure
+// every partition's stream exists.
+func Open(ctx context.Context, cfg Config) (*Log, error) {
+	if cfg.Partitions <= 0 {
+		cfg.Partitions = 8
+	}
+	if cfg.Replicas <= 0 {
+		cfg.Replicas = 1
+	}
+	if cfg.MaxAge <= 0 {
+		cfg.MaxAge = 7 * 24 * time.Hour
+	}
+	if cfg.Durability == "" {
+		cfg.Durability = Strict
+	}
+	l := &Log{cfg: cfg}
+	var err error
+	if cfg.URL == "" {
+		opts := &server.Options{
+			ServerName:         "abacus-embedded",
+			JetStream:          true,
+			StoreDir:           filepath.Join(cfg.Dir, "jetstream"),
+			DontListen:         true,
+			NoSigs:             true,
+			NoLog:              true,
+			MaxPayload:         MaxMessageBytes,
+			JetStreamMaxMemory: 64 << 20,
+		}
+		switch cfg.Durability {
+		case Strict:
+			opts.SyncAlways = true
+		case Relaxed:
+			opts.SyncInterval = RelaxedSyncInterval
+		default:
+			return nil, fmt.Errorf("durability must be strict or relaxed, got %q", cfg.Durability)
+		}
+		if l.srv, err = server.NewServer(opts); err != nil {
+			return nil, fmt.Errorf("start embedded NATS: %w", err)
+		}
+		go l.srv.Start()
+		if !l.srv.ReadyForConnections(30 * time.Second) {
+			l.srv.Shutdown()
+			return nil, errors.New("start embedded NATS: not ready after 30s")
+		}
+		l.nc, err = nats.Connect("", nats.InProcessServer(l.srv), nats.Name("abacus"))
+	} else {
+		l.nc, err = nats.Connect(cfg.URL, nats.Name("abacus"), nats.MaxReconnects(-1))
+	}
+	if err != nil {
+		l.Close()
+		return nil, fmt.Errorf("connect to NATS: %w", err)
+	}
+	if l.js, err = jetstream.New(l.nc); err != nil {
+		l.Close()
+		return nil, err
+	}
+	for p := 0; p < cfg.Partitions; p++ {
+		_, err := l.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+			Name:       streamName(p),
+			Subjects:   []string{subject(p)},
+			Storage:    jetstream.FileStorage,
+			Retention:  jetstream.LimitsPolicy,
+			MaxAge:     cfg.MaxAge,
+			Replicas:   cfg.Replicas,
+			Discard:    jetstream.DiscardOld,
+			MaxMsgSize: MaxMessageBytes,
+		})
+		if err != nil {
+			l.Close()
+			return nil, fmt.Errorf("create stream %s: %w", streamName(p), err)
+		}
+	}
+	return l, nil
+}
+
+func streamName(p int) string { return "ABACUS_EVENTS_" + strconv.Itoa(p) }
+func subject(p int) string    { return "abacus.events." + strconv.Itoa(p) }
+
+// Partitions returns the number of partitions.
+func (l *Log) Partitions() int { return l.cfg.Partitions }
+
+// Append publishes msg to partition p and waits for JetStream's ack, which
+// the embedded server in strict mode sends only after fsync.
+func (l *Log) Append(ctx context.Context, p int, msg []byte) (uint64, error) {
+	ack, err := l.js.Publish(ctx, subject(p), msg)
+	if err != nil {
+		return 0, &abacus.Error{Code: abacus.EUNAVAILABLE, Message: "event log unavailable: " + err.Error()}
+	}
+	return ack.Sequence, nil
+}
+
+// Read delivers partition p from after+1 with an ordered consumer: no acks
+// and no server-side state, because the reader keeps its position in the
+// store, in the same transaction as what it derived from the messages.
+func (l *Log) Read(ctx context.Context, p int, after uint64, fn func(abacus.LogMessage) error) error {
+	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
+	if after > 0 {
+		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cfg.OptStartSeq = after + 1
+	}
+	cons, err := l.js.OrderedConsumer(ctx, streamName(p), cfg)
+	if err != nil {
+		return fmt.Errorf("read partition %d: %w", p, err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(2048))
+	if err != nil {
+		return fmt.Errorf("read partition %d: %w", p, err)
+	}
+	defer it.Stop()
+	go func() { <-ctx.Done(); it.Stop() }()
+	for {
+		m, err := it.Next()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("read partition %d: %w", p, err)
+		}
+		md, err := m.Metadata()
+		if err != nil {
+			return fmt.Errorf("read partition %d: %w", p, err)
+		}
+		if err := fn(abacus.LogMessage{Partition: p, Sequence: md.Sequence.Stream, Data: m.Data()}); err != nil {
+			return err
+		}
+	}
+}
+
+// LastSequence returns the last sequence of partition p.
+func (l *Log) LastSequence(ctx context.Context, p int) (uint64, error) {
+	s, err := l.js.Stream(ctx, streamName(p))
+	if err != nil {
+		return 0, err
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return info.State.LastSeq, nil
+}
+
+// Ready reports whether JetStream answers.
+func (l *Log) Ready(ctx context.Context) error {
+	_, err := l.js.AccountInfo(ctx)
+	return err
+}
+
+// Close drains the connection and shuts the embedded server down (which
+// flushes its file store).
+func (l *Log) Close() error {
+	if l.nc != nil {
+		l.nc.Close()
+	}
+	if l.srv != nil {
+		l.srv.Shutdown()
+		l.srv.WaitForShutdown()
+	}
+	return nil
+}
