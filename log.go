@@ -11,6 +11,8 @@ import "context"
 type EventLog interface {
 	// Partitions is the fixed number of partitions.
 	Partitions() int
+	// MaxMessageBytes is the largest message Append takes.
+	MaxMessageBytes() int
 	// Append writes msg to partition p and returns its sequence once it is
 	// durable as configured (fsynced, or replicated to a quorum).
 	// EUNAVAILABLE when the log cannot take it.

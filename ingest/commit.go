@@ -56,6 +56,9 @@ type pending struct {
 func NewCommitter(cfg CommitterConfig) *Committer {
 	cfg.MaxEvents = cmp.Or(cfg.MaxEvents, 5000)
 	cfg.MaxBytes = cmp.Or(cfg.MaxBytes, 1<<20)
+	// A message is a count header plus whole records: keep the records
+	// below the log's limit with room for the header.
+	cfg.MaxBytes = min(cfg.MaxBytes, cfg.Log.MaxMessageBytes()-16)
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(nil)
 	}
@@ -80,7 +83,7 @@ func (c *Committer) Commit(ctx context.Context, events []abacus.Event) error {
 		e := &events[i]
 		p := Partition(e.TenantID, e.Customer, len(c.queues))
 		n := len(parts[p])
-		if n == 0 || len(parts[p][n-1].records) >= c.cfg.MaxBytes {
+		if n == 0 || len(parts[p][n-1].records)+abacus.RecordSize(e) > c.cfg.MaxBytes {
 			parts[p] = append(parts[p], &pending{done: make(chan error, 1)})
 			n++
 		}
@@ -120,20 +123,28 @@ func wait(sent []*pending) error {
 func (c *Committer) loop(p int, q chan *pending) {
 	var group []*pending
 	var msg []byte
+	var carry *pending // taken from the queue but did not fit the last append
 	for {
 		group = group[:0]
-		var first *pending
-		select {
-		case first = <-q:
-		case <-c.stop:
-			return
+		first := carry
+		carry = nil
+		if first == nil {
+			select {
+			case first = <-q:
+			case <-c.stop:
+				return
+			}
 		}
 		group = append(group, first)
 		n, size := first.n, len(first.records)
 	gather:
-		for n < c.cfg.MaxEvents && size < c.cfg.MaxBytes {
+		for n < c.cfg.MaxEvents {
 			select {
 			case pd := <-q:
+				if size+len(pd.records) > c.cfg.MaxBytes {
+					carry = pd
+					break gather
+				}
 				group = append(group, pd)
 				n += pd.n
 				size += len(pd.records)

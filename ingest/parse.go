@@ -201,7 +201,7 @@ func (p *Parser) event(raw json.RawMessage, cloud bool) (abacus.Event, *Rejectio
 		d := json.NewDecoder(bytes.NewReader(raw))
 		d.DisallowUnknownFields()
 		if err := d.Decode(&w); err != nil {
-			return e, reject(peekID(raw), "", "not a valid event: %s", jsonError(err))
+			return e, reject(peekID(raw), errorField(err), "not a valid event: %s", jsonError(err))
 		}
 		id, typ, customer, tm, props = w.ID, w.Type, w.Customer, w.Time, w.Properties
 	}
@@ -224,10 +224,10 @@ func (p *Parser) event(raw json.RawMessage, cloud bool) (abacus.Event, *Rejectio
 			return e, reject(e.ID, "time", "must be an RFC 3339 timestamp such as 2026-03-01T12:00:00.123Z, got %q", *tm)
 		}
 		if t.After(p.Now.Add(p.Settings.Skew())) {
-			return e, reject(e.ID, "time", "%s is more than %s in the future", *tm, p.Settings.Skew())
+			return e, reject(e.ID, "time", "%s is more than %s in the future", *tm, humanDuration(p.Settings.Skew()))
 		}
 		if t.Before(p.Now.Add(-p.Settings.Backdate())) {
-			return e, reject(e.ID, "time", "%s is older than the backdating window of %s", *tm, p.Settings.Backdate())
+			return e, reject(e.ID, "time", "%s is older than the backdating window of %s", *tm, humanDuration(p.Settings.Backdate()))
 		}
 		e.Time, e.TimeGiven = t.UTC(), true
 	}
@@ -299,4 +299,25 @@ func expected(goType string) string {
 		return "string"
 	}
 	return goType
+}
+
+// errorField names the field a decoding error is about, when it says.
+func errorField(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return te.Field
+	}
+	if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		return strings.Trim(f, `"`)
+	}
+	return ""
+}
+
+// humanDuration prints whole days as days ("35 days") and anything else as
+// Go prints durations ("5m0s").
+func humanDuration(d time.Duration) string {
+	if d >= 24*time.Hour && d%(24*time.Hour) == 0 {
+		return fmt.Sprintf("%d days", d/(24*time.Hour))
+	}
+	return d.String()
 }

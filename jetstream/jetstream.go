@@ -156,6 +156,10 @@ func subject(p int) string    { return "abacus.events." + strconv.Itoa(p) }
 // Partitions returns the number of partitions.
 func (l *Log) Partitions() int { return l.cfg.Partitions }
 
+// MaxMessageBytes is the server's max_payload (8 MiB embedded; external
+// servers default to 1 MiB).
+func (l *Log) MaxMessageBytes() int { return int(l.nc.MaxPayload()) }
+
 // Append publishes msg to partition p and waits for JetStream's ack, which
 // the embedded server in strict mode sends only after fsync.
 func (l *Log) Append(ctx context.Context, p int, msg []byte) (uint64, error) {

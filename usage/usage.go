@@ -40,13 +40,13 @@ type Row struct {
 
 // Result is the answer to a Query.
 type Result struct {
-	Meter       string `json:"meter"`
-	Aggregation string `json:"aggregation"`
-	Window      string `json:"window"`
-	TimeZone    string `json:"time_zone"`
+	Meter       string    `json:"meter"`
+	Aggregation string    `json:"aggregation"`
+	Window      string    `json:"window"`
+	TimeZone    string    `json:"time_zone"`
 	From        time.Time `json:"from"`
 	To          time.Time `json:"to"`
-	Rows        []Row `json:"rows"`
+	Rows        []Row     `json:"rows"`
 }
 
 // AvgScale is the number of fractional digits of avg results (rounded half
