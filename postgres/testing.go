@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -38,29 +39,10 @@ func OpenTestStore(t testing.TB) *Store {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	url := TestURL()
-	admin, err := connectTest(ctx, url)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("postgres test server %s unreachable (CI=true, so this fails instead of skipping): %v", redact(url), err)
-		}
-		t.Skipf("postgres test server %s unreachable (set ABACUS_TEST_POSTGRES): %v", redact(url), err)
-	}
-	defer admin.Close(context.WithoutCancel(ctx))
-
-	schema := "abacus_test_" + randomHex(8)
-	if _, err := admin.Exec(ctx, `CREATE SCHEMA `+schema); err != nil {
-		t.Fatalf("create test schema: %v", err)
-	}
-	t.Cleanup(func() { dropSchema(t, url, schema) })
-
-	cfg, err := pgxpool.ParseConfig(url)
+	cfg, err := pgxpool.ParseConfig(TestSchemaURL(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Every pooled connection resolves unqualified names in the test
-	// schema only, so the store's tables live and are found there.
-	cfg.ConnConfig.RuntimeParams["search_path"] = schema
 	cfg.MaxConns = 4 // many test stores share one server
 	s, err := openConfig(ctx, cfg)
 	if err != nil {
@@ -71,6 +53,37 @@ func OpenTestStore(t testing.TB) *Store {
 	// tests may close the store themselves.
 	t.Cleanup(func() { s.Close() })
 	return s
+}
+
+// TestSchemaURL creates a fresh schema on the test server and returns a
+// URL whose connections use only that schema (search_path), for tests that
+// open the store themselves (end-to-end tests, a server process). The
+// schema is dropped when the test ends; whoever opens the URL must close
+// its connections first (register that cleanup after calling this).
+// Unreachable server: skip, or fail under CI=true.
+func TestSchemaURL(t testing.TB) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	url := TestURL()
+	admin, err := connectTest(ctx, url)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("postgres test server %s unreachable (CI=true, so this fails instead of skipping): %v", redact(url), err)
+		}
+		t.Skipf("postgres test server %s unreachable (set ABACUS_TEST_POSTGRES): %v", redact(url), err)
+	}
+	defer admin.Close(context.WithoutCancel(ctx))
+	schema := "abacus_test_" + randomHex(8)
+	if _, err := admin.Exec(ctx, `CREATE SCHEMA `+schema); err != nil {
+		t.Fatalf("create test schema: %v", err)
+	}
+	t.Cleanup(func() { dropSchema(t, url, schema) })
+	sep := "?"
+	if strings.Contains(url, "?") {
+		sep = "&"
+	}
+	return url + sep + "search_path=" + schema
 }
 
 func connectTest(ctx context.Context, url string) (*pgx.Conn, error) {

@@ -1,0 +1,107 @@
+package app_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/abacus-billing/abacus/app"
+	"github.com/abacus-billing/abacus/postgres"
+)
+
+const adminKey = "abk_test_admin_key"
+
+// stores are the store kinds every end-to-end test runs on.
+var stores = []string{"sqlite", "postgres"}
+
+// start runs Abacus in-process on a random port with an empty data dir.
+func start(t *testing.T, store string) *app.App {
+	t.Helper()
+	dir := t.TempDir()
+	cfg, _, err := app.ParseConfig("test", []string{"--data", dir, "--http", "127.0.0.1:0", "--admin-key", adminKey}, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if store == "postgres" {
+		cfg.DB = postgres.TestSchemaURL(t)
+		cfg.Appliers = 4
+	}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if os.Getenv("ABACUS_TEST_LOG") != "" {
+		logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	a, err := app.Start(context.Background(), cfg, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := a.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+	})
+	return a
+}
+
+// call does one API request with the admin key and decodes the JSON answer
+// into out (when not nil), returning the status.
+func call(t *testing.T, a *app.App, method, path, contentType string, body any, out any) int {
+	t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case []byte:
+		rd = bytes.NewReader(b)
+	case string:
+		rd = bytes.NewReader([]byte(b))
+	default:
+		j, err := json.Marshal(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rd = bytes.NewReader(j)
+	}
+	req, err := http.NewRequest(method, a.URL+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+adminKey)
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			t.Fatalf("%s %s: %d %s: %v", method, path, resp.StatusCode, raw, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+func mustStatus(t *testing.T, want, got int, what string) {
+	t.Helper()
+	if got != want {
+		t.Fatalf("%s: status %d, want %d", what, got, want)
+	}
+}
+
+func catchUp(t *testing.T, a *app.App) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := a.Aggregator.CatchUp(ctx); err != nil {
+		t.Fatalf("aggregator did not catch up: %v", err)
+	}
+}
