@@ -95,7 +95,7 @@ func Start(ctx context.Context, c Config, logger *slog.Logger) (a *App, err erro
 	im := ingest.NewMetrics(reg)
 	a.Committer = ingest.NewCommitter(ingest.CommitterConfig{Log: a.Log, Metrics: im})
 	api := httpapi.New(httpapi.Config{Store: a.Store, Log: a.Log, LogReady: a.Log.Ready, Committer: a.Committer, Aggregator: a.Aggregator,
-		Logger: logger, Limits: c.Limits, Registry: reg, Metrics: im})
+		Clock: c.Clock, Logger: logger, Limits: c.Limits, Registry: reg, Metrics: im})
 	if a.listener, err = net.Listen("tcp", c.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
 	}

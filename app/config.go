@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/abacus-billing/abacus"
 	"github.com/abacus-billing/abacus/ingest"
 	"github.com/abacus-billing/abacus/jetstream"
 )
@@ -32,6 +33,10 @@ type Config struct {
 	Appliers        int                  // --appliers, ABACUS_APPLIERS: concurrent aggregation transactions (default 1 SQLite, 4 PostgreSQL)
 	Limits          ingest.Limits        // --max-body-bytes, --max-events, --max-event-bytes
 	ShutdownTimeout time.Duration        // --shutdown-timeout, ABACUS_SHUTDOWN_TIMEOUT: default 30s
+
+	// Clock is "now" for ingest validation and defaults (no flag: tests and
+	// test clocks set it). Nil is the system clock.
+	Clock abacus.Clock
 }
 
 // ParseConfig reads flags from args with environment defaults from getenv.

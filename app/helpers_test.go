@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/abacus-billing/abacus"
 	"github.com/abacus-billing/abacus/app"
 	"github.com/abacus-billing/abacus/postgres"
 )
@@ -23,11 +24,17 @@ var stores = []string{"sqlite", "postgres"}
 // start runs Abacus in-process on a random port with an empty data dir.
 func start(t *testing.T, store string) *app.App {
 	t.Helper()
+	return startWithClock(t, store, nil)
+}
+
+func startWithClock(t *testing.T, store string, clock abacus.Clock) *app.App {
+	t.Helper()
 	dir := t.TempDir()
 	cfg, _, err := app.ParseConfig("test", []string{"--data", dir, "--http", "127.0.0.1:0", "--admin-key", adminKey}, func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg.Clock = clock
 	if store == "postgres" {
 		cfg.DB = postgres.TestSchemaURL(t)
 		cfg.Appliers = 4
