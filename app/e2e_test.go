@@ -190,6 +190,9 @@ func testEndToEnd(t *testing.T, store string) {
 	if e.Status != "duplicate" || e.Duplicates != 1 || len(e.Counted) != 3 {
 		t.Fatalf("e-10 = %+v", e)
 	}
+	if c := e.Counted[2]; c.Meter != "tokens" || string(c.Group) != `{"model":"m-small"}` {
+		t.Fatalf("e-10 counted in %s with group %s", c.Meter, c.Group)
+	}
 	mustStatus(t, 200, call(t, a, "GET", "/v1/events/e-20000", "", nil, &e), "get event")
 	if e.Status != "conflict" || len(e.Conflicts) != 1 || string(e.Properties) != `{"model":"m-small","tokens":0.00}` {
 		t.Fatalf("e-20000 = %+v %s", e, e.Properties)

@@ -105,12 +105,18 @@ type EventResponse struct {
 	Status     abacus.EventStatus `json:"status"`
 	Duplicates int64              `json:"duplicates"`
 	Conflicts  []ConflictInfo     `json:"conflicts"`
-	Counted    []abacus.Counted   `json:"counted"`
+	Counted    []CountedIn        `json:"counted"`
 	Skipped    []abacus.Skipped   `json:"skipped"`
 	Log        struct {
 		Partition int    `json:"partition"`
 		Sequence  uint64 `json:"sequence"`
 	} `json:"log"`
+}
+
+// CountedIn is a meter the event counted in, with its dimension values.
+type CountedIn struct {
+	Meter string          `json:"meter"`
+	Group json.RawMessage `json:"group"`
 }
 
 // ConflictInfo is one later event that reused the id with another payload.
@@ -128,9 +134,9 @@ func (s *Server) getEvent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	resp := EventResponse{ID: e.ID, Type: e.Type, Customer: e.Customer, Time: e.Time, TimeGiven: e.TimeGiven, IngestTime: e.IngestTime,
-		Properties: e.Properties, Status: e.Status(), Duplicates: e.Duplicates, Counted: e.Counted, Skipped: e.Skipped, Conflicts: []ConflictInfo{}}
-	if resp.Counted == nil {
-		resp.Counted = []abacus.Counted{}
+		Properties: e.Properties, Status: e.Status(), Duplicates: e.Duplicates, Counted: []CountedIn{}, Skipped: e.Skipped, Conflicts: []ConflictInfo{}}
+	for _, c := range e.Counted {
+		resp.Counted = append(resp.Counted, CountedIn{Meter: c.Meter, Group: json.RawMessage(cmpOr(c.Group, "{}"))})
 	}
 	if resp.Skipped == nil {
 		resp.Skipped = []abacus.Skipped{}
