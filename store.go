@@ -22,6 +22,8 @@ type Store interface {
 	CreateTenant(ctx context.Context, t *Tenant) error
 	// FindTenant returns the tenant. ENOTFOUND.
 	FindTenant(ctx context.Context, id string) (*Tenant, error)
+	// UpdateTenantSettings replaces the tenant's settings. ENOTFOUND.
+	UpdateTenantSettings(ctx context.Context, id string, s TenantSettings) error
 	// CreateAPIKey stores k (its Hash, never the secret). ECONFLICT.
 	CreateAPIKey(ctx context.Context, k *APIKey) error
 	// FindAPIKey returns the key whose hash is hash. ENOTFOUND.

@@ -117,6 +117,17 @@ func TestConfigValidation(t *testing.T) {
 	expect(t, st, body, 409, "aggregation, value", "cannot change", "create a new meter")
 	st, body = request(t, a, adminKey, "PATCH", "/v1/meters/tok", "application/json", `{"name":"Tokens","description":"LLM tokens"}`)
 	expect(t, st, body, 200, `"name":"Tokens"`, `"aggregation":"sum"`)
+
+	// The backdating window is a tenant setting and applies to ingest at once.
+	st, body = request(t, a, adminKey, "GET", "/v1/tenant", "", "")
+	expect(t, st, body, 200, `"backdate_window":"840h0m0s"`, `"future_skew":"5m0s"`)
+	st, body = request(t, a, adminKey, "PATCH", "/v1/tenant", "application/json", `{"backdate_window":"5m","future_skew":"forever"}`)
+	expect(t, st, body, 400, "backdate_window: must be a duration from 1h0m0s", `future_skew: must be a duration from 0s to 24h0m0s such as \"72h\", got \"forever\"`)
+	st, body = request(t, a, adminKey, "PATCH", "/v1/tenant", "application/json", `{"backdate_window":"48h"}`)
+	expect(t, st, body, 200, `"backdate_window":"48h0m0s"`)
+	old := time.Now().UTC().Add(-72 * time.Hour).Format(time.RFC3339)
+	st, body = request(t, a, adminKey, "POST", "/v1/events", "application/json", `{"id":"old","type":"t","customer":"c","time":"`+old+`"}`)
+	expect(t, st, body, 400, "older than the backdating window of 2 days")
 }
 
 func TestIngestFormatsAndLimits(t *testing.T) {

@@ -87,12 +87,6 @@ func cmpOr(a, b string) string {
 	return b
 }
 
-// tenant settings change rarely; the store read is cheap relative to the
-// log append, and keeps multi-process deployments consistent.
-func (s *Server) tenant(r *http.Request, id string) (*abacus.Tenant, error) {
-	return s.cfg.Store.FindTenant(r.Context(), id)
-}
-
 // EventResponse is GET /v1/events/{id}.
 type EventResponse struct {
 	ID         string             `json:"id"`

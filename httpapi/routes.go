@@ -30,6 +30,9 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /v1/meters/{key}", s.auth(abacus.ScopeRead, s.getMeter))
 	mux.Handle("PATCH /v1/meters/{key}", s.auth(abacus.ScopeAdmin, s.patchMeter))
 
+	mux.Handle("GET /v1/tenant", s.auth(abacus.ScopeRead, s.getTenant))
+	mux.Handle("PATCH /v1/tenant", s.auth(abacus.ScopeAdmin, s.patchTenant))
+
 	mux.Handle("POST /v1/api-keys", s.auth(abacus.ScopeAdmin, s.postAPIKey))
 	mux.Handle("GET /v1/api-keys", s.auth(abacus.ScopeAdmin, s.listAPIKeys))
 

@@ -39,6 +39,7 @@ type Server struct {
 	cfg     Config
 	handler http.Handler
 	keys    keyCache
+	tenants tenantCache
 }
 
 // New builds the server and its route table.
@@ -53,7 +54,7 @@ func New(cfg Config) *Server {
 	if cfg.Metrics == nil {
 		cfg.Metrics = ingest.NewMetrics(nil)
 	}
-	s := &Server{cfg: cfg, keys: keyCache{entries: map[[32]byte]keyEntry{}}}
+	s := &Server{cfg: cfg, keys: keyCache{entries: map[[32]byte]keyEntry{}}, tenants: tenantCache{entries: map[string]tenantEntry{}}}
 	s.handler = s.routes()
 	return s
 }

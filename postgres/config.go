@@ -43,6 +43,18 @@ func (s *Store) FindTenant(ctx context.Context, id string) (*abacus.Tenant, erro
 	return &t, json.Unmarshal([]byte(settings), &t.Settings)
 }
 
+// UpdateTenantSettings replaces the tenant's settings. ENOTFOUND.
+func (s *Store) UpdateTenantSettings(ctx context.Context, id string, settings abacus.TenantSettings) error {
+	tag, err := s.pool.Exec(ctx, `UPDATE tenants SET settings = $1 WHERE id = $2`, mustJSON(settings), id)
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() == 0 {
+		return notFound("tenant", id)
+	}
+	return nil
+}
+
 // CreateAPIKey stores k. ECONFLICT if its id or hash exists.
 func (s *Store) CreateAPIKey(ctx context.Context, k *abacus.APIKey) error {
 	_, err := s.pool.Exec(ctx, `INSERT INTO api_keys(id, tenant_id, name, scopes, prefix, hash, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)`,

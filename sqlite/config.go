@@ -53,6 +53,18 @@ func (s *Store) FindTenant(ctx context.Context, id string) (*abacus.Tenant, erro
 	return &t, json.Unmarshal([]byte(settings), &t.Settings)
 }
 
+// UpdateTenantSettings replaces the tenant's settings.
+func (s *Store) UpdateTenantSettings(ctx context.Context, id string, settings abacus.TenantSettings) error {
+	res, err := s.w.ExecContext(ctx, `UPDATE tenants SET settings = ? WHERE id = ?`, mustJSON(settings), id)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return notFound("tenant", id)
+	}
+	return nil
+}
+
 // CreateAPIKey stores k.
 func (s *Store) CreateAPIKey(ctx context.Context, k *abacus.APIKey) error {
 	_, err := s.w.ExecContext(ctx, `INSERT INTO api_keys(id, tenant_id, name, scopes, prefix, hash, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,

@@ -64,6 +64,13 @@ func testTenants(t *testing.T, s abacus.Store) {
 	}
 	_, err = s.FindTenant(ctx, "nope")
 	wantCode(t, err, abacus.ENOTFOUND)
+	must(t, s.UpdateTenantSettings(ctx, "acme", abacus.TenantSettings{BackdateWindow: 72 * time.Hour, FutureSkew: time.Minute}))
+	got, err = s.FindTenant(ctx, "acme")
+	must(t, err)
+	if got.Settings.BackdateWindow != 72*time.Hour || got.Settings.FutureSkew != time.Minute || got.Name != "Acme" {
+		t.Fatalf("updated tenant = %+v", got)
+	}
+	wantCode(t, s.UpdateTenantSettings(ctx, "nope", abacus.TenantSettings{}), abacus.ENOTFOUND)
 }
 
 func testAPIKeys(t *testing.T, s abacus.Store) {
