@@ -28,6 +28,9 @@ commands:
   serve     run the Abacus server (embedded JetStream + SQLite by default)
   tenants   create NAME: create a tenant and print its admin key
   rate      price a quantity with a price definition (see docs/pricing.md)
+  ingest    send events from an NDJSON, JSON or CSV file to a server
+  usage     print usage of a meter as a table or JSON
+  bench     measure the ingest pipeline end to end (see docs/BENCHMARKS.md)
 `
 
 // run dispatches a subcommand. It is the whole program: main only supplies
@@ -45,6 +48,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return runTenants(ctx, rest, getenv, stdout, stderr)
 	case "rate":
 		return runRate(rest, stdout, stderr)
+	case "ingest":
+		return runIngest(ctx, rest, getenv, stdin, stdout, stderr)
+	case "usage":
+		return runUsage(ctx, rest, getenv, stdout, stderr)
+	case "bench":
+		return runBench(ctx, rest, getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

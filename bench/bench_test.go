@@ -1,0 +1,108 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"math/rand/v2"
+	"testing"
+	"time"
+)
+
+// TestRun runs a short benchmark in-process and checks that the report is
+// consistent: every distinct accepted event aggregated exactly once,
+// duplicates sent, the engine measured.
+func TestRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a server for a few seconds")
+	}
+	rep, err := Run(context.Background(), Config{Duration: 2 * time.Second, Batch: 20, Concurrency: 4, Customers: 20,
+		DupRate: 0.1, EngineDuration: time.Second, VisibleTimeout: time.Minute})
+	if err != nil {
+		t.Fatalf("Run: %v (report %+v)", err, rep)
+	}
+	if rep.Mismatch != "" || rep.Aggregated != rep.DistinctAccepted || rep.DistinctAccepted == 0 {
+		t.Fatalf("aggregated %d, distinct accepted %d, mismatch %q", rep.Aggregated, rep.DistinctAccepted, rep.Mismatch)
+	}
+	if rep.EventsAccepted != rep.EventsSent || rep.FailedRequests != 0 || rep.EventsRejected != 0 {
+		t.Errorf("sent %d, accepted %d, rejected %d, failed requests %d", rep.EventsSent, rep.EventsAccepted, rep.EventsRejected, rep.FailedRequests)
+	}
+	if rep.DistinctAccepted >= rep.EventsAccepted {
+		t.Errorf("no duplicates sent at dup rate 0.1: %d distinct of %d", rep.DistinctAccepted, rep.EventsAccepted)
+	}
+	if rep.LatencyP50 <= 0 || rep.LatencyP50 > rep.LatencyP99 || rep.LatencyP99 > rep.LatencyP999 || rep.LatencyP999 > rep.LatencyMax {
+		t.Errorf("latencies p50 %v p99 %v p999 %v max %v", rep.LatencyP50, rep.LatencyP99, rep.LatencyP999, rep.LatencyMax)
+	}
+	if rep.EventBytes < 225 || rep.EventBytes > 275 {
+		t.Errorf("mean event size %d B, want about 250", rep.EventBytes)
+	}
+	if rep.PeakRSSBytes <= 0 {
+		t.Errorf("peak RSS not measured: %s", rep.RSSNote)
+	}
+	if rep.Engine == nil || rep.Engine.Events == 0 || rep.RatioAccepted <= 0 || rep.RatioEndToEnd <= 0 {
+		t.Errorf("engine %+v, ratios %v %v", rep.Engine, rep.RatioAccepted, rep.RatioEndToEnd)
+	}
+}
+
+// TestRunOpenLoop checks that open loop keeps to the schedule.
+func TestRunOpenLoop(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a server for a few seconds")
+	}
+	rep, err := Run(context.Background(), Config{Duration: 2 * time.Second, Batch: 10, Concurrency: 4, Customers: 10,
+		Rate: 50, EngineSkip: true, VisibleTimeout: time.Minute})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	// 2 s at 50 requests/s on a fixed schedule: exactly 100 slots.
+	if rep.Requests != 100 || rep.Aggregated != rep.DistinctAccepted {
+		t.Fatalf("requests %d (want 100), aggregated %d of %d", rep.Requests, rep.Aggregated, rep.DistinctAccepted)
+	}
+}
+
+func TestGeneratorEvent(t *testing.T) {
+	g := &generator{runID: "r1", eventType: "bench_r1", customers: 5, eventBytes: 250}
+	rng := rand.New(rand.NewPCG(1, 2))
+	s := g.event(rng, 3, 42, time.Date(2026, 3, 1, 12, 0, 0, 123456789, time.UTC))
+	var e struct {
+		ID, Type, Customer, Time string
+		Properties               map[string]json.RawMessage
+	}
+	if err := json.Unmarshal(s.json, &e); err != nil {
+		t.Fatalf("%s: %v", s.json, err)
+	}
+	if e.ID != "br1-3-42" || e.Type != "bench_r1" || e.Time != "2026-03-01T12:00:00.123Z" || len(e.Properties) != 5 {
+		t.Fatalf("event %s", s.json)
+	}
+	if n := len(s.json); n < 245 || n > 255 {
+		t.Errorf("event is %d bytes, want about 250: %s", n, s.json)
+	}
+	if rec := g.record(nil, &s, time.Now()); len(rec) < len(s.props) {
+		t.Errorf("record of %d bytes is shorter than the properties", len(rec))
+	}
+}
+
+func TestPercentiles(t *testing.T) {
+	ms := func(n ...int) []time.Duration {
+		out := make([]time.Duration, len(n))
+		for i, v := range n {
+			out[i] = time.Duration(v) * time.Millisecond
+		}
+		return out
+	}
+	tests := []struct {
+		in   []time.Duration
+		q    float64
+		want time.Duration
+	}{
+		{ms(5, 1, 3, 2, 4), 0.5, 3 * time.Millisecond},
+		{ms(5, 1, 3, 2, 4), 1, 5 * time.Millisecond},
+		{ms(5, 1, 3, 2, 4), 0.99, 5 * time.Millisecond},
+		{ms(1, 2, 3, 4, 5, 6, 7, 8, 9, 10), 0.9, 9 * time.Millisecond},
+		{nil, 0.5, 0},
+	}
+	for _, tt := range tests {
+		if got := percentiles(tt.in, tt.q)[0]; got != tt.want {
+			t.Errorf("percentile %v of %v = %v, want %v", tt.q, tt.in, got, tt.want)
+		}
+	}
+}

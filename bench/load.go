@@ -1,0 +1,313 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/abacus-billing/abacus"
+	"github.com/abacus-billing/abacus/client"
+	"golang.org/x/sync/errgroup"
+)
+
+// run is the state shared by the phases of one benchmark.
+type run struct {
+	cfg       Config
+	id        string // makes event type, meter keys and event ids unique per run
+	eventType string
+	meterKeys []string // [0] counts every event
+	gen       *generator
+}
+
+func newRun(cfg Config) *run {
+	r := &run{cfg: cfg, id: randomHex(4)}
+	r.eventType = "bench_" + r.id
+	r.gen = &generator{runID: r.id, eventType: r.eventType, customers: cfg.Customers, eventBytes: cfg.EventBytes}
+	return r
+}
+
+// setup creates the meters and customers. Meters are new per run (their
+// keys carry the run id) so that a shared server's history does not
+// pollute the totals; customers are shared and may exist already.
+func (r *run) setup(ctx context.Context, c *client.Client) error {
+	meters := []abacus.Meter{
+		{Key: "bench_events_" + r.id, EventType: r.eventType, Aggregation: abacus.AggCount},
+		{Key: "bench_tokens_" + r.id, EventType: r.eventType, Aggregation: abacus.AggSum, Value: "$.tokens",
+			GroupBy: map[string]string{"model": "$.model", "region": "$.region"}},
+		{Key: "bench_latency_" + r.id, EventType: r.eventType, Aggregation: abacus.AggMax, Value: "$.latency_ms",
+			GroupBy: map[string]string{"region": "$.region"}},
+	}
+	for i := len(meters); i < r.cfg.Meters; i++ {
+		meters = append(meters, abacus.Meter{Key: fmt.Sprintf("bench_tokens%d_%s", i, r.id), EventType: r.eventType,
+			Aggregation: abacus.AggSum, Value: "$.tokens", GroupBy: map[string]string{"model": "$.model"}})
+	}
+	for _, m := range meters[:r.cfg.Meters] {
+		if _, err := c.CreateMeter(ctx, m); err != nil {
+			return fmt.Errorf("create meter %s: %w", m.Key, err)
+		}
+		r.meterKeys = append(r.meterKeys, m.Key)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for i := range r.cfg.Customers {
+		g.Go(func() error {
+			_, err := c.CreateCustomer(gctx, abacus.Customer{ID: customerID(i), Name: "Bench customer " + strconv.Itoa(i)})
+			if err != nil && !client.IsCode(err, abacus.ECONFLICT) {
+				return fmt.Errorf("create customer %s: %w", customerID(i), err)
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+func customerID(i int) string { return fmt.Sprintf("bench-cust-%05d", i) }
+
+// generator makes synthetic events of about eventBytes bytes of JSON with
+// realistic properties (tokens, model, region).
+type generator struct {
+	runID      string
+	eventType  string
+	customers  int
+	eventBytes int
+}
+
+var (
+	models  = []string{"m-small", "m-medium", "m-large", "m-xl"}
+	regions = []string{"us-east-1", "us-west-2", "eu-west-1", "eu-central-1", "ap-south-1"}
+)
+
+// synth is one synthetic event, kept so that a duplicate resends it with
+// the very same payload.
+type synth struct {
+	id, customer string
+	time         time.Time
+	props        []byte // JSON object
+	json         []byte // the whole event
+}
+
+// event makes the n-th event of worker w.
+func (g *generator) event(rng *rand.Rand, w int, n int64, now time.Time) synth {
+	s := synth{
+		id:       "b" + g.runID + "-" + strconv.Itoa(w) + "-" + strconv.FormatInt(n, 10),
+		customer: customerID(rng.IntN(g.customers)),
+		time:     now.Truncate(time.Millisecond),
+	}
+	p := make([]byte, 0, g.eventBytes)
+	p = append(p, `{"tokens":`...)
+	p = strconv.AppendInt(p, int64(1+rng.IntN(8000)), 10)
+	p = append(p, `,"model":"`...)
+	p = append(p, models[rng.IntN(len(models))]...)
+	p = append(p, `","region":"`...)
+	p = append(p, regions[rng.IntN(len(regions))]...)
+	p = append(p, `","latency_ms":`...)
+	p = strconv.AppendInt(p, int64(5+rng.IntN(2000)), 10)
+	p = append(p, `,"request_id":"`...)
+	// Pad the request id so the whole event is about eventBytes long.
+	fixed := len(p) + 2 + len(`{"id":"","type":"","customer":"","time":"2026-01-02T15:04:05.000Z","properties":}`) +
+		len(s.id) + len(g.eventType) + len(s.customer)
+	for range max(g.eventBytes-fixed, 8) {
+		p = append(p, "0123456789abcdef"[rng.IntN(16)])
+	}
+	s.props = append(p, `"}`...)
+
+	j := make([]byte, 0, g.eventBytes+16)
+	j = append(j, `{"id":"`...)
+	j = append(j, s.id...)
+	j = append(j, `","type":"`...)
+	j = append(j, g.eventType...)
+	j = append(j, `","customer":"`...)
+	j = append(j, s.customer...)
+	j = append(j, `","time":"`...)
+	j = s.time.UTC().AppendFormat(j, "2006-01-02T15:04:05.000Z07:00")
+	j = append(j, `","properties":`...)
+	j = append(j, s.props...)
+	s.json = append(j, '}')
+	return s
+}
+
+// record is the log form of s, as ingest would write it.
+func (g *generator) record(dst []byte, s *synth, now time.Time) []byte {
+	e := abacus.Event{TenantID: abacus.DefaultTenantID, ID: s.id, Type: g.eventType, Customer: s.customer,
+		Time: s.time, TimeGiven: true, IngestTime: now, Properties: s.props}
+	return abacus.AppendRecord(dst, &e)
+}
+
+// loadResult sums up the load phase.
+type loadResult struct {
+	first, last time.Time
+	requests    int64
+	failed      int64
+	sent        int64
+	accepted    int64
+	rejected    int64
+	distinct    int64
+	bytes       int64
+	latencies   []time.Duration
+}
+
+func (l *loadResult) fill(rep *Report) {
+	rep.SendSeconds = l.last.Sub(l.first).Seconds()
+	rep.Requests, rep.FailedRequests = l.requests, l.failed
+	rep.EventsSent, rep.EventsAccepted, rep.EventsRejected, rep.DistinctAccepted = l.sent, l.accepted, l.rejected, l.distinct
+	if rep.SendSeconds > 0 {
+		rep.AcceptedPerSec = float64(l.accepted) / rep.SendSeconds
+	}
+	if l.sent > 0 {
+		rep.EventBytes = int(l.bytes / l.sent)
+	}
+	p := percentiles(l.latencies, 0.50, 0.99, 0.999, 1)
+	rep.LatencyP50, rep.LatencyP99, rep.LatencyP999, rep.LatencyMax = p[0], p[1], p[2], p[3]
+}
+
+// load drives the server for Duration from Concurrency senders.
+func (r *run) load(ctx context.Context, c *client.Client) (*loadResult, error) {
+	cfg := r.cfg
+	var (
+		mu       sync.Mutex
+		total    loadResult
+		next     atomic.Int64 // open loop: the next request's slot
+		progress atomic.Int64 // accepted events, for the progress line
+	)
+	start := time.Now()
+	deadline := start.Add(cfg.Duration)
+	stopProgress := r.progress(start, &progress)
+	defer stopProgress()
+	var wg sync.WaitGroup
+	for w := range cfg.Concurrency {
+		wg.Go(func() {
+			l := r.sender(ctx, c, w, start, deadline, &next, &progress)
+			mu.Lock()
+			defer mu.Unlock()
+			total.requests += l.requests
+			total.failed += l.failed
+			total.sent += l.sent
+			total.accepted += l.accepted
+			total.rejected += l.rejected
+			total.distinct += l.distinct
+			total.bytes += l.bytes
+			total.latencies = append(total.latencies, l.latencies...)
+			if total.last.Before(l.last) {
+				total.last = l.last
+			}
+		})
+	}
+	wg.Wait()
+	total.first = start
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if total.requests == 0 {
+		return nil, fmt.Errorf("no request was sent")
+	}
+	return &total, nil
+}
+
+// sender is one concurrent sender. Duplicates resend an event this sender
+// had acknowledged, so each is exactly one repeat of a counted event.
+func (r *run) sender(ctx context.Context, c *client.Client, w int, start, deadline time.Time, next, progress *atomic.Int64) loadResult {
+	cfg := r.cfg
+	var l loadResult
+	rng := rand.New(rand.NewPCG(uint64(w), uint64(start.UnixNano())))
+	const ringSize = 512
+	var ring []synth // accepted events, candidates for duplicates
+	var n int64
+	batch := make([]synth, 0, cfg.Batch)
+	isNew := make([]bool, 0, cfg.Batch)
+	var body []byte
+	var interval time.Duration
+	if cfg.Rate > 0 {
+		interval = time.Duration(float64(time.Second) / cfg.Rate)
+	}
+	for ctx.Err() == nil {
+		sched := time.Now()
+		if interval > 0 {
+			sched = start.Add(time.Duration(next.Add(1)-1) * interval)
+			if !sched.Before(deadline) {
+				break
+			}
+			if d := time.Until(sched); d > 0 {
+				time.Sleep(d)
+			}
+		} else if !sched.Before(deadline) {
+			break
+		}
+		batch, isNew = batch[:0], isNew[:0]
+		body = append(body[:0], '[')
+		now := time.Now()
+		for i := range cfg.Batch {
+			var s synth
+			if len(ring) > 0 && cfg.DupRate > 0 && rng.Float64() < cfg.DupRate {
+				s, isNew = ring[rng.IntN(len(ring))], append(isNew, false)
+			} else {
+				s, isNew = r.gen.event(rng, w, n, now), append(isNew, true)
+				n++
+			}
+			batch = append(batch, s)
+			if i > 0 {
+				body = append(body, ',')
+			}
+			body = append(body, s.json...)
+			l.bytes += int64(len(s.json))
+		}
+		body = append(body, ']')
+		res, err := c.IngestRaw(ctx, "application/json", body)
+		end := time.Now()
+		l.latencies = append(l.latencies, end.Sub(sched))
+		l.last = end
+		l.requests++
+		l.sent += int64(len(batch))
+		if err != nil {
+			if ctx.Err() == nil {
+				l.failed++
+			}
+			continue
+		}
+		rejected := map[int]bool{}
+		for _, rj := range res.Rejected {
+			rejected[rj.Index] = true
+		}
+		l.accepted += int64(res.Accepted)
+		l.rejected += int64(len(res.Rejected))
+		progress.Add(int64(res.Accepted))
+		for i, s := range batch {
+			if rejected[i] || !isNew[i] {
+				continue
+			}
+			l.distinct++
+			if len(ring) < ringSize {
+				ring = append(ring, s)
+			} else {
+				ring[rng.IntN(ringSize)] = s
+			}
+		}
+	}
+	return l
+}
+
+// progress prints accepted events every 5 s to cfg.Progress until stopped.
+func (r *run) progress(start time.Time, accepted *atomic.Int64) (stop func()) {
+	if r.cfg.Progress == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(5 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				el := time.Since(start).Seconds()
+				fmt.Fprintf(r.cfg.Progress, "  %4.0fs  %d events accepted (%.0f/s)\n", el, accepted.Load(), float64(accepted.Load())/el)
+			case <-done:
+				return
+			}
+		}
+	})
+	return func() { close(done); wg.Wait() }
+}
