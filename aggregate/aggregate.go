@@ -34,7 +34,7 @@ type Config struct {
 	// MaxBatchEvents caps the events of one transaction (default 20,000).
 	MaxBatchEvents int
 	// QueueMessages bounds the log messages read ahead per applier
-	// (default 64).
+	// (default 16; a message holds up to ~1 MiB of events).
 	QueueMessages int
 	Logger        *slog.Logger
 	Metrics       *Metrics
@@ -57,7 +57,7 @@ type Aggregator struct {
 func New(cfg Config) *Aggregator {
 	cfg.Appliers = cmp.Or(cfg.Appliers, 1)
 	cfg.MaxBatchEvents = cmp.Or(cfg.MaxBatchEvents, 20000)
-	cfg.QueueMessages = cmp.Or(cfg.QueueMessages, 64)
+	cfg.QueueMessages = cmp.Or(cfg.QueueMessages, 16)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -73,6 +73,21 @@ func (a *Aggregator) Start(ctx context.Context) error {
 	pos, err := a.cfg.Store.Positions(ctx)
 	if err != nil {
 		return fmt.Errorf("aggregate: read positions: %w", err)
+	}
+	// A store ahead of its log means the log was replaced or lost: reading
+	// from the stored positions would silently skip every event the new
+	// log takes until it catches up. Refuse instead.
+	for p, s := range pos {
+		if p >= a.cfg.Log.Partitions() {
+			return fmt.Errorf("aggregate: the store has a position for partition %d but the log has %d partitions; the partition count is fixed for the life of the data", p, a.cfg.Log.Partitions())
+		}
+		last, err := a.cfg.Log.LastSequence(ctx, p)
+		if err != nil {
+			return fmt.Errorf("aggregate: read log position of partition %d: %w", p, err)
+		}
+		if s > last {
+			return fmt.Errorf("aggregate: the store has applied partition %d up to sequence %d but the event log ends at %d: the log is not the one this store was built from (replaced or lost?); refusing to start rather than skip events", p, s, last)
+		}
 	}
 	a.mu.Lock()
 	for p, s := range pos {

@@ -65,11 +65,14 @@ func NewLogger(c Config, w io.Writer) *slog.Logger {
 // Start opens the log and the store, bootstraps the default tenant on an
 // empty store, starts the aggregator and serves the API. Stop it with
 // Shutdown.
-func Start(ctx context.Context, c Config, logger *slog.Logger) (a *App, err error) {
-	a = &App{Config: c, Logger: logger, served: make(chan error, 1)}
+func Start(ctx context.Context, c Config, logger *slog.Logger) (_ *App, err error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	a := &App{Config: c, Logger: logger, served: make(chan error, 1)}
 	defer func() {
 		if err != nil {
-			a.close()
+			a.close() // whatever was opened before the failure
 		}
 	}()
 	if err := os.MkdirAll(c.DataDir, 0o755); err != nil {

@@ -170,9 +170,20 @@ func (l *Log) Append(ctx context.Context, p int, msg []byte) (uint64, error) {
 	return ack.Sequence, nil
 }
 
+// ReadBatchBytes bounds one pull of a partition reader, and so the memory a
+// reader holds ahead of its consumer (raised to the server's max payload
+// when that is larger).
+const ReadBatchBytes = 4 << 20
+
 // Read delivers partition p from after+1 with an ordered consumer: no acks
 // and no server-side state, because the reader keeps its position in the
 // store, in the same transaction as what it derived from the messages.
+//
+// It pulls in discrete fetches (at most ReadBatchBytes, waiting at most a
+// second for the first message) rather than through a long-lived message
+// iterator: under heavy appends of large messages that iterator was seen to
+// block forever without an error, which would silently stop aggregation. A
+// fetch always ends, by delivering or by expiring.
 func (l *Log) Read(ctx context.Context, p int, after uint64, fn func(abacus.LogMessage) error) error {
 	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
 	if after > 0 {
@@ -183,28 +194,27 @@ func (l *Log) Read(ctx context.Context, p int, after uint64, fn func(abacus.LogM
 	if err != nil {
 		return fmt.Errorf("read partition %d: %w", p, err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(2048))
-	if err != nil {
-		return fmt.Errorf("read partition %d: %w", p, err)
-	}
-	defer it.Stop()
-	go func() { <-ctx.Done(); it.Stop() }()
-	for {
-		m, err := it.Next()
+	// A pull must be able to carry the largest message there can be.
+	pull := max(ReadBatchBytes, l.MaxMessageBytes()+64<<10)
+	for ctx.Err() == nil {
+		batch, err := cons.FetchBytes(pull, jetstream.FetchMaxWait(time.Second))
 		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
+			return fmt.Errorf("read partition %d: %w", p, err)
+		}
+		for m := range batch.Messages() {
+			md, err := m.Metadata()
+			if err != nil {
+				return fmt.Errorf("read partition %d: %w", p, err)
 			}
-			return fmt.Errorf("read partition %d: %w", p, err)
+			if err := fn(abacus.LogMessage{Partition: p, Sequence: md.Sequence.Stream, Data: m.Data()}); err != nil {
+				return err
+			}
 		}
-		md, err := m.Metadata()
-		if err != nil {
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
 			return fmt.Errorf("read partition %d: %w", p, err)
-		}
-		if err := fn(abacus.LogMessage{Partition: p, Sequence: md.Sequence.Stream, Data: m.Data()}); err != nil {
-			return err
 		}
 	}
+	return ctx.Err()
 }
 
 // LastSequence returns the last sequence of partition p.
