@@ -12,9 +12,59 @@ import (
 	"github.com/cockroachdb/apd/v3"
 )
 
-// Apply runs fn in one write transaction.
+// Apply runs fn in one write transaction. Rollup rows it writes enter the
+// rollup cache only once the transaction has committed.
 func (s *Store) Apply(ctx context.Context, fn func(abacus.ApplyTx) error) error {
-	return s.tx(ctx, func(tx *sql.Tx) error { return fn(&applyTx{tx: tx}) })
+	t := &applyTx{cache: &s.rollups}
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		t.tx = tx
+		return fn(t)
+	})
+	if err == nil {
+		s.rollups.commit(t.pending)
+	}
+	return err
+}
+
+// rollupCache holds committed rollup rows so that merging a delta does not
+// read the row back: SQLite has no exact decimal type, so merges are
+// read-modify-write in Go, and the read was a quarter of the aggregator's
+// time. It is correct because this Store is the only writer of rollups: one
+// process owns an SQLite data dir (its embedded log is in the same dir).
+type rollupCache struct {
+	mu   sync.Mutex
+	rows map[abacus.RollupKey]*abacus.RollupDelta
+}
+
+// maxCachedRollups bounds the cache (a row is ~300 B): past it the cache
+// starts over, which costs reads, never correctness.
+const maxCachedRollups = 500_000
+
+func (c *rollupCache) get(k abacus.RollupKey) (*abacus.RollupDelta, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r, ok := c.rows[k]
+	return r, ok
+}
+
+func (c *rollupCache) commit(pending map[abacus.RollupKey]*abacus.RollupDelta) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.rows == nil || len(c.rows)+len(pending) > maxCachedRollups {
+		c.rows = make(map[abacus.RollupKey]*abacus.RollupDelta, len(pending))
+	}
+	for k, r := range pending {
+		c.rows[k] = r
+	}
+}
+
+func cloneRollup(d *abacus.RollupDelta) *abacus.RollupDelta {
+	c := &abacus.RollupDelta{RollupKey: d.RollupKey, Count: d.Count, HasValue: d.HasValue, LatestTime: d.LatestTime, LatestID: d.LatestID}
+	c.Sum.Set(&d.Sum)
+	c.Min.Set(&d.Min)
+	c.Max.Set(&d.Max)
+	c.Latest.Set(&d.Latest)
+	return c
 }
 
 // Positions returns the last applied sequence of each partition.
@@ -37,7 +87,9 @@ func (s *Store) Positions(ctx context.Context) (map[int]uint64, error) {
 }
 
 type applyTx struct {
-	tx *sql.Tx
+	tx      *sql.Tx
+	cache   *rollupCache
+	pending map[abacus.RollupKey]*abacus.RollupDelta // rows written by this transaction
 }
 
 func (t *applyTx) MetersVersion(ctx context.Context) (int64, error) {
@@ -159,51 +211,109 @@ func parseDec(s string, d *apd.Decimal) error {
 }
 
 // AddRollups merges deltas into stored rows. SQLite has no exact decimal
-// type, so the merge is read-modify-write in Go; the single writer makes
-// that safe.
+// type, so the merge is done in Go on the current row (from this
+// transaction, the cache of committed rows, or a read) and the result is
+// written back in multi-row statements; the single writer makes that safe.
 func (t *applyTx) AddRollups(ctx context.Context, deltas []abacus.RollupDelta) error {
-	sel, err := t.tx.PrepareContext(ctx, `SELECT count, has_value, sum, min, max, latest, latest_time, latest_id FROM rollups
-		WHERE tenant_id = ? AND meter = ? AND customer_id = ? AND minute = ? AND grp = ?`)
-	if err != nil {
-		return err
+	if t.pending == nil {
+		t.pending = make(map[abacus.RollupKey]*abacus.RollupDelta, len(deltas))
 	}
-	defer sel.Close()
-	put, err := t.tx.PrepareContext(ctx, `INSERT OR REPLACE INTO rollups(tenant_id, meter, customer_id, minute, grp, count, has_value, sum, min, max, latest, latest_time, latest_id)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-	if err != nil {
-		return err
-	}
-	defer put.Close()
+	var sel *sql.Stmt
+	defer func() {
+		if sel != nil {
+			sel.Close()
+		}
+	}()
+	rows := make([]*abacus.RollupDelta, 0, len(deltas))
 	for i := range deltas {
 		d := &deltas[i]
-		var cur abacus.RollupDelta
-		var hasValue int
-		var sum, mn, mx, latest string
-		err := sel.QueryRowContext(ctx, d.TenantID, d.Meter, d.Customer, d.Minute, d.Group).
-			Scan(&cur.Count, &hasValue, &sum, &mn, &mx, &latest, &cur.LatestTime, &cur.LatestID)
-		switch {
-		case err == sql.ErrNoRows:
-			cur = abacus.RollupDelta{}
-		case err != nil:
-			return err
-		default:
-			cur.HasValue = hasValue == 1
-			if cur.HasValue {
-				if err := errorsJoin(parseDec(sum, &cur.Sum), parseDec(mn, &cur.Min), parseDec(mx, &cur.Max), parseDec(latest, &cur.Latest)); err != nil {
-					return fmt.Errorf("stored rollup: %w", err)
+		cur, ok := t.pending[d.RollupKey]
+		if !ok {
+			var cached *abacus.RollupDelta
+			if cached, ok = t.cache.get(d.RollupKey); ok {
+				cur = cloneRollup(cached)
+			}
+		}
+		if !ok {
+			if sel == nil {
+				var err error
+				if sel, err = t.tx.PrepareContext(ctx, `SELECT count, has_value, sum, min, max, latest, latest_time, latest_id FROM rollups
+					WHERE tenant_id = ? AND meter = ? AND customer_id = ? AND minute = ? AND grp = ?`); err != nil {
+					return err
 				}
+			}
+			var err error
+			if cur, err = readRollup(ctx, sel, d.RollupKey); err != nil {
+				return err
 			}
 		}
 		if err := cur.Merge(d); err != nil {
 			return fmt.Errorf("rollup %s/%s: %w", d.Meter, d.Customer, err)
 		}
-		has := 0
-		if cur.HasValue {
-			has = 1
+		t.pending[d.RollupKey] = cur
+		rows = append(rows, cur)
+	}
+	return t.writeRollups(ctx, rows)
+}
+
+// readRollup reads a stored row, or returns an empty one with the key.
+func readRollup(ctx context.Context, sel *sql.Stmt, k abacus.RollupKey) (*abacus.RollupDelta, error) {
+	cur := &abacus.RollupDelta{RollupKey: k}
+	var hasValue int
+	var sum, mn, mx, latest string
+	err := sel.QueryRowContext(ctx, k.TenantID, k.Meter, k.Customer, k.Minute, k.Group).
+		Scan(&cur.Count, &hasValue, &sum, &mn, &mx, &latest, &cur.LatestTime, &cur.LatestID)
+	switch {
+	case err == sql.ErrNoRows:
+		return cur, nil
+	case err != nil:
+		return nil, err
+	}
+	cur.HasValue = hasValue == 1
+	if cur.HasValue {
+		if err := errorsJoin(parseDec(sum, &cur.Sum), parseDec(mn, &cur.Min), parseDec(mx, &cur.Max), parseDec(latest, &cur.Latest)); err != nil {
+			return nil, fmt.Errorf("stored rollup: %w", err)
 		}
-		if _, err := put.ExecContext(ctx, d.TenantID, d.Meter, d.Customer, d.Minute, d.Group, cur.Count, has,
-			decText(&cur.Sum), decText(&cur.Min), decText(&cur.Max), decText(&cur.Latest), cur.LatestTime, cur.LatestID); err != nil {
-			return err
+	}
+	return cur, nil
+}
+
+const rollupColumns = 13
+
+var rollupSQL sync.Map // rows → statement text
+
+func writeRollupsSQL(n int) string {
+	if q, ok := rollupSQL.Load(n); ok {
+		return q.(string)
+	}
+	var b strings.Builder
+	b.WriteString(`INSERT OR REPLACE INTO rollups(tenant_id, meter, customer_id, minute, grp, count, has_value, sum, min, max, latest, latest_time, latest_id) VALUES `)
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`(?,?,?,?,?,?,?,?,?,?,?,?,?)`)
+	}
+	q := b.String()
+	rollupSQL.Store(n, q)
+	return q
+}
+
+func (t *applyTx) writeRollups(ctx context.Context, rows []*abacus.RollupDelta) error {
+	args := make([]any, 0, insertChunk*rollupColumns)
+	for start := 0; start < len(rows); start += insertChunk {
+		chunk := rows[start:min(start+insertChunk, len(rows))]
+		args = args[:0]
+		for _, r := range chunk {
+			has := 0
+			if r.HasValue {
+				has = 1
+			}
+			args = append(args, r.TenantID, r.Meter, r.Customer, r.Minute, r.Group, r.Count, has,
+				decText(&r.Sum), decText(&r.Min), decText(&r.Max), decText(&r.Latest), r.LatestTime, r.LatestID)
+		}
+		if _, err := t.tx.ExecContext(ctx, writeRollupsSQL(len(chunk)), args...); err != nil {
+			return fmt.Errorf("write rollups: %w", err)
 		}
 	}
 	return nil

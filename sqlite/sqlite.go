@@ -30,8 +30,9 @@ var migrations embed.FS
 
 // Store is the SQLite implementation of abacus.Store.
 type Store struct {
-	w *sql.DB // the one writer
-	r *sql.DB // readers
+	w       *sql.DB // the one writer
+	r       *sql.DB // readers
+	rollups rollupCache
 }
 
 var _ abacus.Store = (*Store)(nil)

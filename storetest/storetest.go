@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -261,6 +262,29 @@ func testApplyRollback(t *testing.T, s abacus.Store) {
 	}
 	if rows := scan(t, s, abacus.RollupFilter{TenantID: "acme", Meter: "tokens", FromMinute: 0, ToMinute: 1 << 40}); len(rows) != 0 {
 		t.Fatalf("rollups after rollback = %v", rows)
+	}
+
+	// A rolled-back merge must not leak into later ones (stores may cache
+	// rows): committed 5, rolled-back 7, committed 1 → 6 over 2 events.
+	add := func(v string, fail bool) error {
+		return s.Apply(ctx, func(tx abacus.ApplyTx) error {
+			if err := tx.AddRollups(ctx, []abacus.RollupDelta{delta("acme", "c-1", 100, 1, v)}); err != nil {
+				return err
+			}
+			if fail {
+				return boom
+			}
+			return nil
+		})
+	}
+	must(t, add("5", false))
+	if err := add("7", true); !errors.Is(err, boom) {
+		t.Fatalf("apply err = %v", err)
+	}
+	must(t, add("1", false))
+	rows := scan(t, s, abacus.RollupFilter{TenantID: "acme", Meter: "tokens", FromMinute: 0, ToMinute: 1 << 40})
+	if len(rows) != 1 || !strings.Contains(rows[0], " n=2 sum=6 min=1 max=5 ") {
+		t.Fatalf("rollups after commit, rollback, commit = %q", rows)
 	}
 }
 
