@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -14,25 +13,6 @@ import (
 	"github.com/abacus-billing/abacus/app"
 	"github.com/abacus-billing/abacus/httpapi"
 )
-
-// request is call with an explicit key.
-func request(t *testing.T, a *app.App, key, method, path, contentType, body string) (int, string) {
-	t.Helper()
-	req, _ := http.NewRequest(method, a.URL+path, strings.NewReader(body))
-	if key != "" {
-		req.Header.Set("Authorization", "Bearer "+key)
-	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
 
 func expect(t *testing.T, status int, body string, wantStatus int, wantIn ...string) {
 	t.Helper()

@@ -1,13 +1,13 @@
 package app_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -58,28 +58,44 @@ func startWithClock(t *testing.T, store string, clock abacus.Clock) *app.App {
 }
 
 // call does one API request with the admin key and decodes the JSON answer
-// into out (when not nil), returning the status.
+// into out (when not nil), returning the status. body is marshalled unless
+// it is already a string or []byte.
 func call(t *testing.T, a *app.App, method, path, contentType string, body any, out any) int {
 	t.Helper()
-	var rd io.Reader
+	var raw string
 	switch b := body.(type) {
 	case nil:
 	case []byte:
-		rd = bytes.NewReader(b)
+		raw = string(b)
 	case string:
-		rd = bytes.NewReader([]byte(b))
+		raw = b
 	default:
 		j, err := json.Marshal(b)
 		if err != nil {
 			t.Fatal(err)
 		}
-		rd = bytes.NewReader(j)
+		raw = string(j)
 	}
-	req, err := http.NewRequest(method, a.URL+path, rd)
+	status, resp := request(t, a, adminKey, method, path, contentType, raw)
+	if out != nil {
+		if err := json.Unmarshal([]byte(resp), out); err != nil {
+			t.Fatalf("%s %s: %d %s: %v", method, path, status, resp, err)
+		}
+	}
+	return status
+}
+
+// request does one API request with the given key (none when empty) and
+// returns the status and the body.
+func request(t *testing.T, a *app.App, key, method, path, contentType, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, a.URL+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header.Set("Authorization", "Bearer "+adminKey)
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
@@ -88,13 +104,8 @@ func call(t *testing.T, a *app.App, method, path, contentType string, body any, 
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	if out != nil {
-		if err := json.Unmarshal(raw, out); err != nil {
-			t.Fatalf("%s %s: %d %s: %v", method, path, resp.StatusCode, raw, err)
-		}
-	}
-	return resp.StatusCode
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
 
 func mustStatus(t *testing.T, want, got int, what string) {
