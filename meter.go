@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -105,7 +106,7 @@ func (m *Meter) Validate() error {
 		}
 	}
 	for i, f := range m.Filter {
-		field := "filter[" + itoa(i) + "]"
+		field := "filter[" + strconv.Itoa(i) + "]"
 		if _, err := ParsePath(f.Path); err != nil {
 			p.Add(field+".path", "%v", err)
 		}
@@ -120,7 +121,7 @@ func (m *Meter) Validate() error {
 			}
 			for j, v := range f.Values {
 				if _, ok := ScalarText(v); !ok {
-					p.Add(field+".values["+itoa(j)+"]", "must be a string, number or boolean")
+					p.Add(field+".values["+strconv.Itoa(j)+"]", "must be a string, number or boolean")
 				}
 			}
 		case "exists":
@@ -179,12 +180,4 @@ func ScalarText(raw json.RawMessage) (string, bool) {
 		return n.String(), true
 	}
 	return "", false
-}
-
-func itoa(i int) string {
-	const digits = "0123456789"
-	if i < 10 {
-		return digits[i : i+1]
-	}
-	return itoa(i/10) + digits[i%10:i%10+1]
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"strconv"
 	"sync"
 
 	"github.com/abacus-billing/abacus"
@@ -175,7 +176,7 @@ func (a *Aggregator) apply(ctx context.Context, batch []abacus.LogMessage, event
 		if s > a.applied[p] {
 			a.applied[p] = s
 		}
-		m.Position.WithLabelValues(itoa(p)).Set(float64(s))
+		m.Position.WithLabelValues(strconv.Itoa(p)).Set(float64(s))
 	}
 	a.lastError = nil
 	close(a.changed)

@@ -1,8 +1,6 @@
 package aggregate
 
 import (
-	"strconv"
-
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -31,5 +29,3 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	return m
 }
-
-func itoa(i int) string { return strconv.Itoa(i) }

@@ -94,7 +94,7 @@ func (s *Server) listMeters(w http.ResponseWriter, r *http.Request) {
 // it would change what history already aggregated means.
 func (s *Server) patchMeter(w http.ResponseWriter, r *http.Request) {
 	var in map[string]any
-	if err := decodeLoose(r, &in); err != nil {
+	if err := decode(r, &in); err != nil {
 		s.error(w, r, err)
 		return
 	}
@@ -137,8 +137,6 @@ func (s *Server) patchMeter(w http.ResponseWriter, r *http.Request) {
 	}
 	s.json(w, http.StatusOK, m)
 }
-
-func decodeLoose(r *http.Request, v any) error { return decode(r, v) }
 
 // APIKeyRequest is the body of POST /v1/api-keys.
 type APIKeyRequest struct {
