@@ -1,6 +1,9 @@
 package abacus
 
-import "context"
+import (
+	"context"
+	"hash/fnv"
+)
 
 // EventLog is the durable, partitioned log between ingest and aggregation.
 // It is implemented by jetstream (embedded or external NATS JetStream) and
@@ -32,4 +35,16 @@ type LogMessage struct {
 	Partition int
 	Sequence  uint64
 	Data      []byte
+}
+
+// Partition returns the log partition of a (tenant, customer): one
+// customer's usage events stay in one partition and so in one aggregator,
+// and its subscription events in one partition of the subscription log, in
+// order.
+func Partition(tenantID, customer string, partitions int) int {
+	h := fnv.New32a()
+	h.Write([]byte(tenantID))
+	h.Write([]byte{0})
+	h.Write([]byte(customer))
+	return int(h.Sum32() % uint32(partitions))
 }

@@ -13,13 +13,13 @@ package aggregate
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/abacus-billing/abacus"
+	"github.com/abacus-billing/abacus/consume"
 )
 
 // Config configures an Aggregator. Zero values take the documented defaults.
@@ -46,9 +46,11 @@ type Aggregator struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	// Tracker publishes the committed position of every partition
+	// (Applied, WaitApplied, CatchUp, Lag).
+	*consume.Tracker
+
 	mu        sync.Mutex
-	applied   map[int]uint64 // committed position per partition
-	changed   chan struct{}  // closed and replaced on every commit
 	meters    *meterCache
 	lastError error
 }
@@ -64,7 +66,7 @@ func New(cfg Config) *Aggregator {
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(nil)
 	}
-	return &Aggregator{cfg: cfg, applied: map[int]uint64{}, changed: make(chan struct{}), meters: &meterCache{version: -1}}
+	return &Aggregator{cfg: cfg, Tracker: consume.NewTracker(cfg.Log), meters: &meterCache{version: -1}}
 }
 
 // Start reads the stored positions and starts one reader per partition and
@@ -74,26 +76,9 @@ func (a *Aggregator) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("aggregate: read positions: %w", err)
 	}
-	// A store ahead of its log means the log was replaced or lost: reading
-	// from the stored positions would silently skip every event the new
-	// log takes until it catches up. Refuse instead.
-	for p, s := range pos {
-		if p >= a.cfg.Log.Partitions() {
-			return fmt.Errorf("aggregate: the store has a position for partition %d but the log has %d partitions; the partition count is fixed for the life of the data", p, a.cfg.Log.Partitions())
-		}
-		last, err := a.cfg.Log.LastSequence(ctx, p)
-		if err != nil {
-			return fmt.Errorf("aggregate: read log position of partition %d: %w", p, err)
-		}
-		if s > last {
-			return fmt.Errorf("aggregate: the store has applied partition %d up to sequence %d but the event log ends at %d: the log is not the one this store was built from (replaced or lost?); refusing to start rather than skip events", p, s, last)
-		}
+	if err := a.Tracker.Load(ctx, "aggregate", pos); err != nil {
+		return err
 	}
-	a.mu.Lock()
-	for p, s := range pos {
-		a.applied[p] = s
-	}
-	a.mu.Unlock()
 	ctx, a.cancel = context.WithCancel(ctx)
 	queues := make([]chan abacus.LogMessage, a.cfg.Appliers)
 	for i := range queues {
@@ -116,35 +101,16 @@ func (a *Aggregator) Stop() {
 	a.wg.Wait()
 }
 
-// readLoop forwards partition p to its applier, resuming after the last
-// forwarded message when the log read fails.
+// readLoop forwards partition p to its applier.
 func (a *Aggregator) readLoop(ctx context.Context, p int, after uint64, q chan<- abacus.LogMessage) {
-	for ctx.Err() == nil {
-		err := a.cfg.Log.Read(ctx, p, after, func(m abacus.LogMessage) error {
-			m.Data = append([]byte(nil), m.Data...)
-			select {
-			case q <- m:
-				after = m.Sequence
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		})
-		if ctx.Err() != nil {
-			return
+	consume.ReadLoop(ctx, a.cfg.Log, p, after, a.cfg.Logger, func(m abacus.LogMessage) error {
+		select {
+		case q <- m:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
 		}
-		a.cfg.Logger.Warn("log read failed; retrying", "partition", p, "after", after, "err", err)
-		sleep(ctx, time.Second)
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
+	})
 }
 
 // applyLoop takes what is queued (at least one message, at most
@@ -181,7 +147,7 @@ func (a *Aggregator) applyLoop(ctx context.Context, q <-chan abacus.LogMessage) 
 			a.cfg.Metrics.ApplyErrors.Inc()
 			a.setError(err)
 			a.cfg.Logger.Error("apply batch failed; retrying", "messages", len(batch), "attempt", attempt, "err", err)
-			sleep(ctx, time.Duration(min(attempt+1, 10))*100*time.Millisecond)
+			consume.Sleep(ctx, time.Duration(min(attempt+1, 10))*100*time.Millisecond)
 			if ctx.Err() != nil {
 				return
 			}
@@ -193,73 +159,4 @@ func (a *Aggregator) setError(err error) {
 	a.mu.Lock()
 	a.lastError = err
 	a.mu.Unlock()
-}
-
-// Applied returns the committed position of every partition.
-func (a *Aggregator) Applied() map[int]uint64 {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	out := make(map[int]uint64, len(a.applied))
-	for p, s := range a.applied {
-		out[p] = s
-	}
-	return out
-}
-
-// WaitApplied blocks until every partition in want has committed at least
-// the given sequence, or ctx ends.
-func (a *Aggregator) WaitApplied(ctx context.Context, want map[int]uint64) error {
-	for {
-		a.mu.Lock()
-		done := true
-		for p, s := range want {
-			if a.applied[p] < s {
-				done = false
-				break
-			}
-		}
-		ch := a.changed
-		a.mu.Unlock()
-		if done {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-}
-
-// CatchUp waits until everything in the log when it was called is applied.
-func (a *Aggregator) CatchUp(ctx context.Context) error {
-	want := map[int]uint64{}
-	for p := 0; p < a.cfg.Log.Partitions(); p++ {
-		s, err := a.cfg.Log.LastSequence(ctx, p)
-		if err != nil {
-			return err
-		}
-		want[p] = s
-	}
-	return a.WaitApplied(ctx, want)
-}
-
-// Lag returns, per partition, how many log messages are not applied yet.
-func (a *Aggregator) Lag(ctx context.Context) (map[int]uint64, error) {
-	applied := a.Applied()
-	out := map[int]uint64{}
-	var errs []error
-	for p := 0; p < a.cfg.Log.Partitions(); p++ {
-		s, err := a.cfg.Log.LastSequence(ctx, p)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if s > applied[p] {
-			out[p] = s - applied[p]
-		} else {
-			out[p] = 0
-		}
-	}
-	return out, errors.Join(errs...)
 }

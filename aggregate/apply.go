@@ -171,17 +171,11 @@ func (a *Aggregator) apply(ctx context.Context, batch []abacus.LogMessage, event
 	m.EventsApplied.Add(float64(newCount))
 	m.Duplicates.Add(float64(dupCount))
 	m.Conflicts.Add(float64(conflictCount))
-	a.mu.Lock()
 	for p, s := range positions {
-		if s > a.applied[p] {
-			a.applied[p] = s
-		}
 		m.Position.WithLabelValues(strconv.Itoa(p)).Set(float64(s))
 	}
-	a.lastError = nil
-	close(a.changed)
-	a.changed = make(chan struct{})
-	a.mu.Unlock()
+	a.setError(nil)
+	a.Commit(positions)
 	return events[:0], nil
 }
 

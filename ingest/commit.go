@@ -4,23 +4,12 @@ import (
 	"cmp"
 	"context"
 	"errors"
-	"hash/fnv"
 	"sync"
 	"time"
 
 	"github.com/abacus-billing/abacus"
 	"github.com/prometheus/client_golang/prometheus"
 )
-
-// Partition returns the log partition of a (tenant, customer): one
-// customer's events stay in one partition and so in one aggregator.
-func Partition(tenantID, customer string, partitions int) int {
-	h := fnv.New32a()
-	h.Write([]byte(tenantID))
-	h.Write([]byte{0})
-	h.Write([]byte(customer))
-	return int(h.Sum32() % uint32(partitions))
-}
 
 // CommitterConfig configures group commit.
 type CommitterConfig struct {
@@ -81,7 +70,7 @@ func (c *Committer) Commit(ctx context.Context, events []abacus.Event) error {
 	parts := make([][]*pending, len(c.queues))
 	for i := range events {
 		e := &events[i]
-		p := Partition(e.TenantID, e.Customer, len(c.queues))
+		p := abacus.Partition(e.TenantID, e.Customer, len(c.queues))
 		n := len(parts[p])
 		if n == 0 || len(parts[p][n-1].records)+abacus.RecordSize(e) > c.cfg.MaxBytes {
 			parts[p] = append(parts[p], &pending{done: make(chan error, 1)})

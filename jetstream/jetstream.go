@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/abacus-billing/abacus"
@@ -67,10 +68,12 @@ const MaxMessageBytes = 8 << 20
 
 // Log is a JetStream-backed abacus.EventLog.
 type Log struct {
-	cfg Config
-	srv *server.Server // nil for an external server
-	nc  *nats.Conn
-	js  jetstream.JetStream
+	cfg  Config
+	name string         // "events" or the name given to Sibling
+	srv  *server.Server // nil for an external server, and for siblings
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	root bool // owns nc and srv
 }
 
 var _ abacus.EventLog = (*Log)(nil)
@@ -90,7 +93,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	if cfg.Durability == "" {
 		cfg.Durability = Strict
 	}
-	l := &Log{cfg: cfg}
+	l := &Log{cfg: cfg, name: "events", root: true}
 	var err error
 	if cfg.URL == "" {
 		opts := &server.Options{
@@ -131,27 +134,50 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		l.Close()
 		return nil, err
 	}
-	for p := 0; p < cfg.Partitions; p++ {
-		_, err := l.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-			Name:       streamName(p),
-			Subjects:   []string{subject(p)},
-			Storage:    jetstream.FileStorage,
-			Retention:  jetstream.LimitsPolicy,
-			MaxAge:     cfg.MaxAge,
-			Replicas:   cfg.Replicas,
-			Discard:    jetstream.DiscardOld,
-			MaxMsgSize: MaxMessageBytes,
-		})
-		if err != nil {
-			l.Close()
-			return nil, fmt.Errorf("create stream %s: %w", streamName(p), err)
-		}
+	if err := l.createStreams(ctx); err != nil {
+		l.Close()
+		return nil, err
 	}
 	return l, nil
 }
 
-func streamName(p int) string { return "ABACUS_EVENTS_" + strconv.Itoa(p) }
-func subject(p int) string    { return "abacus.events." + strconv.Itoa(p) }
+// Sibling returns another partitioned log on the same server and
+// connection, with the same partitions and settings, whose streams are
+// ABACUS_<NAME>_<p> on subjects abacus.<name>.<p>. Subscription events
+// travel on the sibling "subs", apart from usage events, so that their
+// consumer is not queued behind usage traffic. Closing a sibling closes
+// nothing shared.
+func (l *Log) Sibling(ctx context.Context, name string) (*Log, error) {
+	s := &Log{cfg: l.cfg, name: name, nc: l.nc, js: l.js}
+	if err := s.createStreams(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (l *Log) createStreams(ctx context.Context) error {
+	for p := 0; p < l.cfg.Partitions; p++ {
+		_, err := l.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+			Name:       l.streamName(p),
+			Subjects:   []string{l.subject(p)},
+			Storage:    jetstream.FileStorage,
+			Retention:  jetstream.LimitsPolicy,
+			MaxAge:     l.cfg.MaxAge,
+			Replicas:   l.cfg.Replicas,
+			Discard:    jetstream.DiscardOld,
+			MaxMsgSize: MaxMessageBytes,
+		})
+		if err != nil {
+			return fmt.Errorf("create stream %s: %w", l.streamName(p), err)
+		}
+	}
+	return nil
+}
+
+func (l *Log) streamName(p int) string {
+	return "ABACUS_" + strings.ToUpper(l.name) + "_" + strconv.Itoa(p)
+}
+func (l *Log) subject(p int) string { return "abacus." + l.name + "." + strconv.Itoa(p) }
 
 // Partitions returns the number of partitions.
 func (l *Log) Partitions() int { return l.cfg.Partitions }
@@ -163,7 +189,7 @@ func (l *Log) MaxMessageBytes() int { return int(l.nc.MaxPayload()) }
 // Append publishes msg to partition p and waits for JetStream's ack, which
 // the embedded server in strict mode sends only after fsync.
 func (l *Log) Append(ctx context.Context, p int, msg []byte) (uint64, error) {
-	ack, err := l.js.Publish(ctx, subject(p), msg)
+	ack, err := l.js.Publish(ctx, l.subject(p), msg)
 	if err != nil {
 		return 0, &abacus.Error{Code: abacus.EUNAVAILABLE, Message: "event log unavailable: " + err.Error()}
 	}
@@ -190,7 +216,7 @@ func (l *Log) Read(ctx context.Context, p int, after uint64, fn func(abacus.LogM
 		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		cfg.OptStartSeq = after + 1
 	}
-	cons, err := l.js.OrderedConsumer(ctx, streamName(p), cfg)
+	cons, err := l.js.OrderedConsumer(ctx, l.streamName(p), cfg)
 	if err != nil {
 		return fmt.Errorf("read partition %d: %w", p, err)
 	}
@@ -219,7 +245,7 @@ func (l *Log) Read(ctx context.Context, p int, after uint64, fn func(abacus.LogM
 
 // LastSequence returns the last sequence of partition p.
 func (l *Log) LastSequence(ctx context.Context, p int) (uint64, error) {
-	s, err := l.js.Stream(ctx, streamName(p))
+	s, err := l.js.Stream(ctx, l.streamName(p))
 	if err != nil {
 		return 0, err
 	}
@@ -239,6 +265,9 @@ func (l *Log) Ready(ctx context.Context) error {
 // Close drains the connection and shuts the embedded server down (which
 // flushes its file store).
 func (l *Log) Close() error {
+	if !l.root {
+		return nil
+	}
 	if l.nc != nil {
 		l.nc.Close()
 	}

@@ -29,6 +29,26 @@ func TestEmbedded(t *testing.T) {
 	}
 }
 
+// TestSibling: a sibling log passes the same suite, and its messages are
+// apart from the parent's.
+func TestSibling(t *testing.T) {
+	logtest.Exercise(t, func(t *testing.T) abacus.EventLog {
+		parent, err := jetstream.Open(context.Background(), jetstream.Config{Dir: t.TempDir(), Partitions: 4})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { parent.Close() })
+		if _, err := parent.Append(context.Background(), 0, []byte("usage")); err != nil {
+			t.Fatal(err)
+		}
+		l, err := parent.Sibling(context.Background(), "subs")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	})
+}
+
 // TestEmbeddedSurvivesRestart: what was acknowledged is there after the
 // embedded server restarts on the same directory.
 func TestEmbeddedSurvivesRestart(t *testing.T) {
