@@ -64,6 +64,8 @@ type Store interface {
 	ScanRollups(ctx context.Context, f RollupFilter, fn func(row *RollupRow) error) error
 	// ScanUniques calls fn for each distinct-value row matching f.
 	ScanUniques(ctx context.Context, f RollupFilter, fn func(u *UniqueValue) error) error
+
+	SubscriptionStore
 }
 
 // ApplyTx is the write side of one aggregation transaction.

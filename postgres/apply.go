@@ -19,7 +19,13 @@ func (s *Store) Apply(ctx context.Context, fn func(abacus.ApplyTx) error) error 
 
 // Positions returns the last applied sequence of each partition.
 func (s *Store) Positions(ctx context.Context) (map[int]uint64, error) {
-	rows, err := s.pool.Query(ctx, `SELECT log_partition, seq FROM log_positions`)
+	return s.positions(ctx, "log_positions")
+}
+
+// positions reads a table of log positions (log_partition, seq): the
+// usage aggregator's or the subscription consumer's.
+func (s *Store) positions(ctx context.Context, table string) (map[int]uint64, error) {
+	rows, err := s.pool.Query(ctx, `SELECT log_partition, seq FROM `+table)
 	if err != nil {
 		return nil, err
 	}

@@ -28,6 +28,18 @@ func Exercise(t *testing.T, open func(t *testing.T) abacus.Store) {
 	t.Run("Rollups", func(t *testing.T) { testRollups(t, open(t)) })
 	t.Run("Uniques", func(t *testing.T) { testUniques(t, open(t)) })
 	t.Run("TenantIsolation", func(t *testing.T) { testTenantIsolation(t, open(t)) })
+	t.Run("Plans", func(t *testing.T) { testPlans(t, open(t)) })
+	t.Run("PlanVersionsConcurrent", func(t *testing.T) { testPlanVersionsConcurrent(t, open(t)) })
+	t.Run("SubscriptionEvents", func(t *testing.T) { testSubscriptionEvents(t, open(t)) })
+	t.Run("SubscriptionHeads", func(t *testing.T) { testSubscriptionHeads(t, open(t)) })
+	t.Run("NextHeld", func(t *testing.T) { testNextHeld(t, open(t)) })
+	t.Run("AppliedEvents", func(t *testing.T) { testAppliedEvents(t, open(t)) })
+	t.Run("HeldSince", func(t *testing.T) { testHeldSince(t, open(t)) })
+	t.Run("Subscriptions", func(t *testing.T) { testSubscriptions(t, open(t)) })
+	t.Run("Charges", func(t *testing.T) { testCharges(t, open(t)) })
+	t.Run("Alerts", func(t *testing.T) { testAlerts(t, open(t)) })
+	t.Run("SubscriptionRollback", func(t *testing.T) { testSubscriptionRollback(t, open(t)) })
+	t.Run("SubscriptionPositions", func(t *testing.T) { testSubscriptionPositions(t, open(t)) })
 }
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
