@@ -15,11 +15,13 @@ import (
 
 	"github.com/abacus-billing/abacus"
 	"github.com/abacus-billing/abacus/aggregate"
+	"github.com/abacus-billing/abacus/consume"
 	"github.com/abacus-billing/abacus/httpapi"
 	"github.com/abacus-billing/abacus/ingest"
 	"github.com/abacus-billing/abacus/jetstream"
 	"github.com/abacus-billing/abacus/postgres"
 	"github.com/abacus-billing/abacus/sqlite"
+	"github.com/abacus-billing/abacus/subscription"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -31,7 +33,12 @@ type App struct {
 	Log        *jetstream.Log
 	Aggregator *aggregate.Aggregator
 	Committer  *ingest.Committer
-	Logger     *slog.Logger
+	// SubLog is the subscription log (a sibling of Log), Subscriptions
+	// its consumer and Commands the command processor.
+	SubLog        *jetstream.Log
+	Subscriptions *subscription.Consumer
+	Commands      *subscription.Processor
+	Logger        *slog.Logger
 	// URL is the base URL the API listens on (http://host:port).
 	URL string
 	// AdminKey is the default tenant's admin key when this start created
@@ -94,11 +101,20 @@ func Start(ctx context.Context, c Config, logger *slog.Logger) (_ *App, err erro
 	if err := a.Aggregator.Start(ctx); err != nil {
 		return nil, err
 	}
+	if a.SubLog, err = a.Log.Sibling(ctx, "subs"); err != nil {
+		return nil, fmt.Errorf("open subscription log: %w", err)
+	}
+	a.Subscriptions = subscription.NewConsumer(subscription.ConsumerConfig{Log: a.SubLog, Store: a.Store, Clock: c.Clock,
+		GapAlertAfter: c.GapAlertAfter, Logger: logger, Metrics: subscription.NewMetrics(reg)})
+	if err := a.Subscriptions.Start(ctx); err != nil {
+		return nil, err
+	}
+	a.Commands = subscription.NewProcessor(a.Store, a.SubLog, a.Subscriptions, c.Clock)
 	reg.MustRegister(lagCollector{a})
 	im := ingest.NewMetrics(reg)
 	a.Committer = ingest.NewCommitter(ingest.CommitterConfig{Log: a.Log, Metrics: im})
 	api := httpapi.New(httpapi.Config{Store: a.Store, Log: a.Log, LogReady: a.Log.Ready, Committer: a.Committer, Aggregator: a.Aggregator,
-		Clock: c.Clock, Logger: logger, Limits: c.Limits, Registry: reg, Metrics: im})
+		Clock: c.Clock, Logger: logger, Limits: c.Limits, Registry: reg, Metrics: im, Commands: a.Commands, Subscriptions: a.Subscriptions})
 	if a.listener, err = net.Listen("tcp", c.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
 	}
@@ -132,6 +148,9 @@ func (a *App) close() error {
 	}
 	if a.Aggregator != nil {
 		a.Aggregator.Stop()
+	}
+	if a.Subscriptions != nil {
+		a.Subscriptions.Stop()
 	}
 	if a.Log != nil {
 		a.Log.Close()
@@ -207,15 +226,20 @@ func CreateTenant(ctx context.Context, s abacus.Store, id, name string) (string,
 // lagCollector exports consumer lag per partition at scrape time.
 type lagCollector struct{ a *App }
 
-var lagDesc = prometheus.NewDesc("abacus_consumer_lag_messages", "Log messages appended but not yet aggregated, per partition.", []string{"partition"}, nil)
+var (
+	lagDesc    = prometheus.NewDesc("abacus_consumer_lag_messages", "Log messages appended but not yet aggregated, per partition.", []string{"partition"}, nil)
+	subLagDesc = prometheus.NewDesc("abacus_subscription_consumer_lag_messages", "Subscription log messages appended but not yet applied, per partition.", []string{"partition"}, nil)
+)
 
-func (l lagCollector) Describe(ch chan<- *prometheus.Desc) { ch <- lagDesc }
+func (l lagCollector) Describe(ch chan<- *prometheus.Desc) { ch <- lagDesc; ch <- subLagDesc }
 
 func (l lagCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	lag, _ := l.a.Aggregator.Lag(ctx)
-	for p, n := range lag {
-		ch <- prometheus.MustNewConstMetric(lagDesc, prometheus.GaugeValue, float64(n), fmt.Sprint(p))
+	for desc, t := range map[*prometheus.Desc]*consume.Tracker{lagDesc: l.a.Aggregator.Tracker, subLagDesc: l.a.Subscriptions.Tracker} {
+		lag, _ := t.Lag(ctx)
+		for p, n := range lag {
+			ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, float64(n), fmt.Sprint(p))
+		}
 	}
 }

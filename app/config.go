@@ -33,6 +33,7 @@ type Config struct {
 	Appliers        int                  // --appliers, ABACUS_APPLIERS: concurrent aggregation transactions (default 1 SQLite, 4 PostgreSQL)
 	Limits          ingest.Limits        // --max-body-bytes, --max-events, --max-event-bytes
 	ShutdownTimeout time.Duration        // --shutdown-timeout, ABACUS_SHUTDOWN_TIMEOUT: default 30s
+	GapAlertAfter   time.Duration        // --subscription-gap-alert, ABACUS_SUBSCRIPTION_GAP_ALERT: default 15m
 
 	// Clock is "now" for ingest validation and defaults (no flag: tests and
 	// test clocks set it). Nil is the system clock.
@@ -67,11 +68,17 @@ func ParseConfig(name string, args []string, getenv func(string) string) (Config
 	fs.IntVar(&c.Limits.MaxEvents, "max-events", envInt("MAX_EVENTS", 10000), "most events in one ingest request")
 	fs.IntVar(&c.Limits.MaxEventBytes, "max-event-bytes", envInt("MAX_EVENT_BYTES", 64<<10), "largest single event")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long shutdown waits for in-flight requests")
+	gap := fs.String("subscription-gap-alert", env("SUBSCRIPTION_GAP_ALERT", "15m"), "how long a subscription event may wait for its predecessor before the gap is reported")
 	if err := fs.Parse(args); err != nil {
 		return c, fs, err
 	}
 	c.Limits.MaxBodyBytes = *maxBody
 	c.Durability = jetstream.Durability(*durability)
+	d, err := time.ParseDuration(*gap)
+	if err != nil || d <= 0 {
+		return c, fs, fmt.Errorf("--subscription-gap-alert must be a positive duration such as 15m, got %q", *gap)
+	}
+	c.GapAlertAfter = d
 	return c, fs, c.normalize()
 }
 

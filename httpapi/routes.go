@@ -30,6 +30,25 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /v1/meters/{key}", s.auth(abacus.ScopeRead, s.getMeter))
 	mux.Handle("PATCH /v1/meters/{key}", s.auth(abacus.ScopeAdmin, s.patchMeter))
 
+	mux.Handle("GET /v1/customers/{id}/subscriptions", s.auth(abacus.ScopeRead, s.listCustomerSubscriptions))
+
+	mux.Handle("POST /v1/plans", s.auth(abacus.ScopeAdmin, s.postPlan))
+	mux.Handle("GET /v1/plans", s.auth(abacus.ScopeRead, s.listPlans))
+	mux.Handle("GET /v1/plans/{key}", s.auth(abacus.ScopeRead, s.getPlan))
+	mux.Handle("GET /v1/plans/{key}/versions", s.auth(abacus.ScopeRead, s.listPlanVersions))
+
+	mux.Handle("POST /v1/subscriptions", s.auth(abacus.ScopeAdmin, s.postSubscription))
+	mux.Handle("GET /v1/subscriptions/{id}", s.auth(abacus.ScopeRead, s.getSubscription))
+	mux.Handle("GET /v1/subscriptions/{id}/charges", s.auth(abacus.ScopeRead, s.getCharges))
+	mux.Handle("POST /v1/subscriptions/{id}/change", s.auth(abacus.ScopeAdmin, s.postChange))
+	mux.Handle("POST /v1/subscriptions/{id}/cancel", s.auth(abacus.ScopeAdmin, s.postCancel))
+	mux.Handle("POST /v1/subscriptions/{id}/discounts", s.auth(abacus.ScopeAdmin, s.postDiscount))
+	mux.Handle("DELETE /v1/subscriptions/{id}/discounts/{key}", s.auth(abacus.ScopeAdmin, s.deleteDiscount))
+	mux.Handle("POST /v1/subscription-events", s.auth(abacus.ScopeAdmin, s.postSubscriptionEvents))
+	mux.Handle("GET /v1/subscription-events", s.auth(abacus.ScopeRead, s.listSubscriptionEvents))
+	mux.Handle("GET /v1/subscription-events/{id}", s.auth(abacus.ScopeRead, s.getSubscriptionEvent))
+	mux.Handle("GET /v1/alerts", s.auth(abacus.ScopeRead, s.listAlerts))
+
 	mux.Handle("GET /v1/tenant", s.auth(abacus.ScopeRead, s.getTenant))
 	mux.Handle("PATCH /v1/tenant", s.auth(abacus.ScopeAdmin, s.patchTenant))
 

@@ -17,6 +17,7 @@ import (
 	"github.com/abacus-billing/abacus"
 	"github.com/abacus-billing/abacus/aggregate"
 	"github.com/abacus-billing/abacus/ingest"
+	"github.com/abacus-billing/abacus/subscription"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -32,6 +33,10 @@ type Config struct {
 	Limits     ingest.Limits
 	Registry   *prometheus.Registry
 	Metrics    *ingest.Metrics
+	// Commands processes subscription commands and external subscription
+	// events; Subscriptions is the consumer applying them.
+	Commands      *subscription.Processor
+	Subscriptions *subscription.Consumer
 }
 
 // Server serves the API.
