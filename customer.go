@@ -1,8 +1,10 @@
 package abacus
 
 import (
+	"fmt"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -38,7 +40,9 @@ func (c *Customer) Validate() error {
 	if c.TimeZone == "" {
 		c.TimeZone = "UTC"
 	}
-	if _, err := time.LoadLocation(c.TimeZone); err != nil {
+	if c.TimeZone == "Local" {
+		p.Add("time_zone", "must name an IANA zone; \"Local\" would bill in the server's zone")
+	} else if _, err := time.LoadLocation(c.TimeZone); err != nil {
 		p.Add("time_zone", "unknown IANA time zone %q", c.TimeZone)
 	}
 	c.Currency = strings.ToUpper(c.Currency)
@@ -68,17 +72,31 @@ func isCurrencyCode(s string) bool {
 	return true
 }
 
-// checkID validates an identifier: non-empty, at most MaxIDLength bytes,
-// printable, no surrounding spaces.
-func checkID(p *Problems, field, id string) {
+// IDProblem says what is wrong with an identifier (an event id, customer,
+// type, subscription id), or "" when nothing is: it must be non-empty, at
+// most maxLen bytes of UTF-8, without control characters (PostgreSQL text
+// cannot hold NUL, and a value the store refuses would stop a log partition
+// on every retry).
+func IDProblem(s string, maxLen int) string {
 	switch {
-	case id == "":
-		p.Add(field, "is required")
-	case len(id) > MaxIDLength:
-		p.Add(field, "must be at most %d bytes, got %d", MaxIDLength, len(id))
-	case !utf8.ValidString(id):
-		p.Add(field, "must be valid UTF-8")
-	case strings.TrimSpace(id) != id:
+	case s == "":
+		return "is required"
+	case len(s) > maxLen:
+		return fmt.Sprintf("must be at most %d bytes, got %d", maxLen, len(s))
+	case !utf8.ValidString(s):
+		return "must be valid UTF-8"
+	case strings.IndexFunc(s, unicode.IsControl) >= 0:
+		return "must not contain control characters"
+	}
+	return ""
+}
+
+// checkID validates an identifier (IDProblem) that also must not start or
+// end with white space.
+func checkID(p *Problems, field, id string) {
+	if r := IDProblem(id, MaxIDLength); r != "" {
+		p.Add(field, "%s", r)
+	} else if strings.TrimSpace(id) != id {
 		p.Add(field, "must not start or end with white space")
 	}
 }

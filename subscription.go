@@ -97,9 +97,13 @@ type SubscriptionEventRecord struct {
 	Status     SubscriptionEventStatus `json:"status"`
 	Reason     string                  `json:"reason,omitempty"`
 	Duplicates int64                   `json:"duplicates"`
-	AppliedAt  *time.Time              `json:"applied_at,omitempty"`
-	Partition  int                     `json:"-"`
-	Sequence   uint64                  `json:"-"`
+	// AppliedAt is when the event took its place in the customer's order:
+	// applied, or rejected in turn. It is nil while held, and for an event
+	// rejected because its place was taken (which holds no place, so
+	// events chained after it are rejected too).
+	AppliedAt *time.Time `json:"applied_at,omitempty"`
+	Partition int        `json:"-"`
+	Sequence  uint64     `json:"-"`
 }
 
 // SubscriptionHead is how far a customer's event order has been applied.
@@ -254,8 +258,6 @@ type SubscriptionStore interface {
 	// oldest first.
 	HeldSince(ctx context.Context, t time.Time) ([]*SubscriptionEventRecord, error)
 
-	// RaiseAlert stores a unless an alert with its (tenant, id) exists.
-	RaiseAlert(ctx context.Context, a *Alert) error
 	// ListAlerts returns a tenant's alerts, newest first; open only if
 	// openOnly.
 	ListAlerts(ctx context.Context, tenantID string, openOnly bool) ([]*Alert, error)
@@ -263,6 +265,13 @@ type SubscriptionStore interface {
 
 // SubscriptionTx is the write side of one subscription-consumer transaction.
 type SubscriptionTx interface {
+	// Lock takes an exclusive lock on key until the transaction ends.
+	// Consumers of different partitions can touch the same subscription
+	// (two customers naming one subscription id) or event id, and the gap
+	// checker reads what the consumer writes; where transactions run
+	// concurrently (PostgreSQL), they serialise on these keys. A store
+	// whose transactions are serial already (SQLite) does nothing.
+	Lock(ctx context.Context, key string) error
 	FindPlan(ctx context.Context, tenantID, key string, version int) (*Plan, error)
 	// FindEvent returns a stored event record. ENOTFOUND.
 	FindEvent(ctx context.Context, tenantID, id string) (*SubscriptionEventRecord, error)
@@ -289,6 +298,8 @@ type SubscriptionTx interface {
 	SupersedeCharges(ctx context.Context, tenantID string, ids []string, t time.Time) error
 	// InsertCharges stores new records.
 	InsertCharges(ctx context.Context, charges []*Charge) error
+	// RaiseAlert stores a unless an alert with its (tenant, id) exists.
+	RaiseAlert(ctx context.Context, a *Alert) error
 	// ResolveAlert marks an open alert resolved at t (no error if absent).
 	ResolveAlert(ctx context.Context, tenantID, id string, t time.Time) error
 	// SetPosition records the last applied sequence of a subscription log

@@ -147,6 +147,11 @@ func (m *compiledMeter) evaluate(p properties, c *contribution) (ok bool, reason
 		if !present || !isScalar {
 			return false, fmt.Sprintf("value %s is missing or not a string, number or boolean", m.Value)
 		}
+		if strings.IndexByte(s, 0) >= 0 {
+			// PostgreSQL text cannot hold NUL; storing it would fail the
+			// batch on every retry and stop the partition.
+			return false, fmt.Sprintf("value %s contains a NUL character", m.Value)
+		}
 		c.unique = s
 		return true, ""
 	}

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -105,6 +106,7 @@ func (s *Server) patchMeter(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if len(immutable) > 0 {
+		slices.Sort(immutable) // one message for one request, whatever the map order
 		s.error(w, r, abacus.Errorf(abacus.ECONFLICT, "meter fields %s cannot change: that would silently rewrite aggregated history; create a new meter instead (only name and description may change)", strings.Join(immutable, ", ")))
 		return
 	}

@@ -11,7 +11,6 @@ import (
 	"mime"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/abacus-billing/abacus"
 )
@@ -248,13 +247,11 @@ func (p *Parser) event(raw json.RawMessage, cloud bool) (abacus.Event, *Rejectio
 }
 
 func checkString(id, field string, v *string, maxLen int) *Rejection {
-	switch {
-	case v == nil || *v == "":
+	if v == nil {
 		return reject(id, field, "is required")
-	case len(*v) > maxLen:
-		return reject(id, field, "must be at most %d bytes, got %d", maxLen, len(*v))
-	case !utf8.ValidString(*v):
-		return reject(id, field, "must be valid UTF-8")
+	}
+	if r := abacus.IDProblem(*v, maxLen); r != "" {
+		return reject(id, field, "%s", r)
 	}
 	return nil
 }

@@ -371,14 +371,6 @@ func listCharges(ctx context.Context, q dbReader, f abacus.ChargeFilter) ([]*aba
 
 // Alerts.
 
-// RaiseAlert stores a unless the tenant has an alert with its id.
-func (s *Store) RaiseAlert(ctx context.Context, a *abacus.Alert) error {
-	_, err := s.pool.Exec(ctx, `INSERT INTO alerts(tenant_id, id, kind, subject, message, details, raised_at, resolved_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-		ON CONFLICT(tenant_id, id) DO NOTHING`,
-		a.TenantID, a.ID, a.Kind, a.Subject, a.Message, string(a.Details), ns(a.RaisedAt), nsOrNull(a.ResolvedAt))
-	return err
-}
-
 const alertColumns = `tenant_id, id, kind, subject, message, details, raised_at, resolved_at`
 
 func scanAlert(row pgx.Row) (*abacus.Alert, error) {
@@ -546,6 +538,22 @@ func (t *subscriptionTx) InsertCharges(ctx context.Context, charges []*abacus.Ch
 		}
 	}
 	return nil
+}
+
+// RaiseAlert stores a unless the tenant has an alert with its id.
+func (t *subscriptionTx) RaiseAlert(ctx context.Context, a *abacus.Alert) error {
+	_, err := t.tx.Exec(ctx, `INSERT INTO alerts(tenant_id, id, kind, subject, message, details, raised_at, resolved_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+		ON CONFLICT(tenant_id, id) DO NOTHING`,
+		a.TenantID, a.ID, a.Kind, a.Subject, a.Message, string(a.Details), ns(a.RaisedAt), nsOrNull(a.ResolvedAt))
+	return err
+}
+
+// Lock takes a transaction-scoped advisory lock on key. Advisory locks are
+// per database, so the key includes the schema: deployments (or tests)
+// sharing a database in different schemas do not contend.
+func (t *subscriptionTx) Lock(ctx context.Context, key string) error {
+	_, err := t.tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || ':' || $1, 0))`, key)
+	return err
 }
 
 func (t *subscriptionTx) ResolveAlert(ctx context.Context, tenantID, id string, tm time.Time) error {

@@ -361,14 +361,6 @@ func listCharges(ctx context.Context, q dbReader, f abacus.ChargeFilter) ([]*aba
 
 // Alerts.
 
-// RaiseAlert stores a unless the tenant has an alert with its id.
-func (s *Store) RaiseAlert(ctx context.Context, a *abacus.Alert) error {
-	_, err := s.w.ExecContext(ctx, `INSERT INTO alerts(tenant_id, id, kind, subject, message, details, raised_at, resolved_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT(tenant_id, id) DO NOTHING`,
-		a.TenantID, a.ID, a.Kind, a.Subject, a.Message, string(a.Details), ns(a.RaisedAt), nsOrNull(a.ResolvedAt))
-	return err
-}
-
 const alertColumns = `tenant_id, id, kind, subject, message, details, raised_at, resolved_at`
 
 func scanAlert(row rowScanner) (*abacus.Alert, error) {
@@ -536,6 +528,18 @@ func (t *subscriptionTx) InsertCharges(ctx context.Context, charges []*abacus.Ch
 	}
 	return nil
 }
+
+// RaiseAlert stores a unless the tenant has an alert with its id.
+func (t *subscriptionTx) RaiseAlert(ctx context.Context, a *abacus.Alert) error {
+	_, err := t.tx.ExecContext(ctx, `INSERT INTO alerts(tenant_id, id, kind, subject, message, details, raised_at, resolved_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT(tenant_id, id) DO NOTHING`,
+		a.TenantID, a.ID, a.Kind, a.Subject, a.Message, string(a.Details), ns(a.RaisedAt), nsOrNull(a.ResolvedAt))
+	return err
+}
+
+// Lock does nothing: SQLite transactions run one at a time (BEGIN
+// IMMEDIATE on the one writer connection).
+func (t *subscriptionTx) Lock(ctx context.Context, key string) error { return nil }
 
 func (t *subscriptionTx) ResolveAlert(ctx context.Context, tenantID, id string, tm time.Time) error {
 	_, err := t.tx.ExecContext(ctx, `UPDATE alerts SET resolved_at = ? WHERE tenant_id = ? AND id = ? AND resolved_at IS NULL`, ns(tm), tenantID, id)

@@ -565,12 +565,20 @@ func testAlerts(t *testing.T, s abacus.Store) {
 	}
 	a1, a2, o1 := gap("acme", "a1", t0.Add(1)), gap("acme", "a2", t0.Add(time.Minute)), gap("other", "a1", t0)
 	a2.Details = nil
+	raise := func(a *abacus.Alert) {
+		inTx(t, s, func(ctx context.Context, tx abacus.SubscriptionTx) error {
+			if err := tx.Lock(ctx, "gap:"+a.TenantID); err != nil {
+				return err
+			}
+			return tx.RaiseAlert(ctx, a)
+		})
+	}
 	for _, a := range []*abacus.Alert{a1, a2, o1} {
-		must(t, s.RaiseAlert(ctx, a))
+		raise(a)
 	}
 	again := gap("acme", "a1", t0.Add(time.Hour))
 	again.Message = "raised again"
-	must(t, s.RaiseAlert(ctx, again)) // ignored: a1 exists
+	raise(again) // ignored: a1 exists
 	list := func(tenant string, openOnly bool) []*abacus.Alert {
 		as, err := s.ListAlerts(ctx, tenant, openOnly)
 		must(t, err)
@@ -599,7 +607,7 @@ func testSubscriptionRollback(t *testing.T, s abacus.Store) {
 	defer s.Close()
 	ctx := context.Background()
 	alert := &abacus.Alert{TenantID: "acme", ID: "a1", Kind: abacus.AlertSubscriptionGap, Subject: "customer c-1", Message: "gap", RaisedAt: t0}
-	must(t, s.RaiseAlert(ctx, alert))
+	inTx(t, s, func(ctx context.Context, tx abacus.SubscriptionTx) error { return tx.RaiseAlert(ctx, alert) })
 	e1 := subEvent("acme", "e1", "c-1", "s-1", 1, abacus.SubEventApplied, t0)
 	sub := subscription("acme", "s-1", "c-1", t0, time.UTC)
 	ch := charge("acme", "A", "s-1", "base", t0, nil, t0)

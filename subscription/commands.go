@@ -3,6 +3,7 @@ package subscription
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"sync"
@@ -101,7 +102,9 @@ func (p *Processor) Create(ctx context.Context, tenant string, cmd CreateCommand
 	if cmd.Plan == "" {
 		pr.Add("plan", "is required")
 	}
-	if cmd.ID == "" {
+	if cmd.ID == "" && cmd.EventID != "" {
+		cmd.ID = "sub_" + shortHash(tenant+"\x00"+cmd.EventID) // a retry names the same subscription
+	} else if cmd.ID == "" {
 		cmd.ID = newID("sub_")
 	} else if !keyPattern.MatchString(cmd.ID) {
 		pr.Add("id", "must be 1-128 characters of letters, digits, '_', '.', ':' or '-'")
@@ -199,12 +202,13 @@ func (p *Processor) ApplyDiscount(ctx context.Context, tenant, subID string, cmd
 	if err != nil {
 		return nil, err
 	}
-	if err := ValidateDiscount(&cmd.Discount); err != nil {
+	at := p.at(cmd.EffectiveAt)
+	if err := ValidateDiscount(&cmd.Discount, at); err != nil {
 		return nil, err
 	}
 	d := cmd.Discount
 	e := &abacus.SubscriptionEvent{ID: cmd.EventID, CustomerID: sub.CustomerID, SubscriptionID: sub.ID, Type: abacus.SubDiscount,
-		EffectiveAt: p.at(cmd.EffectiveAt), Discount: &d}
+		EffectiveAt: at, Discount: &d}
 	return p.submit(ctx, tenant, e)
 }
 
@@ -212,6 +216,9 @@ func (p *Processor) ApplyDiscount(ctx context.Context, tenant, subID string, cmd
 func (p *Processor) RemoveDiscount(ctx context.Context, tenant, subID string, cmd RemoveDiscountCommand) (*abacus.Subscription, error) {
 	if sub, done, err := p.replay(ctx, tenant, cmd.EventID, abacus.SubRemoveDiscount, subID); done {
 		return sub, err
+	}
+	if !keyPattern.MatchString(cmd.Key) {
+		return nil, abacus.Errorf(abacus.EINVALID, "key: must name a discount (1-128 characters of letters, digits, '_', '.', ':' or '-')")
 	}
 	sub, err := p.subscription(ctx, tenant, subID)
 	if err != nil {
@@ -262,6 +269,10 @@ func (p *Processor) at(t *time.Time) time.Time {
 // effective resolves when a change or cancel takes effect.
 func (p *Processor) effective(sub *abacus.Subscription, timing Timing, at *time.Time, now time.Time) (time.Time, error) {
 	switch {
+	case timing != "" && timing != Now && timing != PeriodEnd:
+		return time.Time{}, abacus.Errorf(abacus.EINVALID, "timing: must be now or period_end, got %q", timing)
+	case at != nil && timing != "":
+		return time.Time{}, abacus.Errorf(abacus.EINVALID, "timing: give timing or effective_at, not both")
 	case at != nil:
 		return at.UTC(), nil
 	case timing == "" || timing == Now:
@@ -277,14 +288,18 @@ func (p *Processor) effective(sub *abacus.Subscription, timing Timing, at *time.
 		}
 		return sch.PeriodAt(t).End.UTC(), nil
 	}
-	return time.Time{}, abacus.Errorf(abacus.EINVALID, "timing: must be now or period_end, got %q", timing)
+	panic("unreachable: timing checked above")
 }
 
 // submit gives e the customer's next version, checks it against the
 // history, appends it and waits until the consumer has applied it.
 func (p *Processor) submit(ctx context.Context, tenant string, e *abacus.SubscriptionEvent) (*abacus.Subscription, error) {
 	e.TenantID, e.Source, e.ReceivedAt = tenant, "api", p.clock.Now().UTC()
-	if e.ID == "" {
+	if r := TimeProblem(e.EffectiveAt); r != "" {
+		return nil, abacus.Errorf(abacus.EINVALID, "effective time: %s", r)
+	}
+	retry := e.ID != ""
+	if !retry {
 		e.ID = newID("sev_")
 	}
 	mu := &p.locks[abacus.Partition(tenant, e.CustomerID, len(p.locks))]
@@ -298,6 +313,21 @@ func (p *Processor) submit(ctx context.Context, tenant string, e *abacus.Subscri
 	}
 	if err := p.waitApplied(ctx, map[int]uint64{part: last}); err != nil {
 		return nil, err
+	}
+	if retry { // the first attempt may have been appended since replay looked
+		if sub, done, err := p.replay(ctx, tenant, e.ID, e.Type, e.SubscriptionID); done {
+			return sub, err
+		}
+	}
+	held, err := p.store.ListSubscriptionEvents(ctx, abacus.SubscriptionEventFilter{TenantID: tenant, CustomerID: e.CustomerID, Status: abacus.SubEventHeld})
+	if err != nil {
+		return nil, err
+	}
+	if len(held) > 0 {
+		// An external producer owns this customer's order and a version is
+		// missing: a command would take the missing version's place.
+		return nil, abacus.Errorf(abacus.ECONFLICT, "customer %s has %d subscription event(s) held for a missing predecessor (e.g. %s); commands wait until the gap is filled",
+			e.CustomerID, len(held), held[0].ID)
 	}
 	head, err := p.store.SubscriptionHead(ctx, tenant, e.CustomerID)
 	if err != nil {
@@ -356,7 +386,7 @@ func (p *Processor) waitApplied(ctx context.Context, want map[int]uint64) error 
 	ctx, cancel := context.WithTimeout(ctx, ApplyTimeout)
 	defer cancel()
 	if err := p.consumer.WaitApplied(ctx, want); err != nil {
-		return abacus.Errorf(abacus.EUNAVAILABLE, "the subscription consumer has not applied the log within %s: %v", ApplyTimeout, err)
+		return abacus.Errorf(abacus.EUNAVAILABLE, "the subscription consumer has not applied the log in time (%v); the command may still apply: retry with the same event_id", err)
 	}
 	return nil
 }
@@ -373,6 +403,11 @@ func notFoundField(err error, field, id string) error {
 		return abacus.Errorf(abacus.EINVALID, "%s: %q does not exist", field, id)
 	}
 	return err
+}
+
+func shortHash(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:12])
 }
 
 func newID(prefix string) string {

@@ -157,12 +157,25 @@ type applier struct {
 
 // receive stores an arriving event and applies it, and every held event it
 // unblocks, if its turn has come.
+//
+// Places in a customer's order: an event claims version v directly, or the
+// place after its previous_id. The first event to take a place (applied,
+// or rejected in turn) holds it; every other claim on it is rejected as
+// "taken", and so is everything chained after a rejected claim (a forked
+// chain), so that no event waits for a place that can no longer come.
 func (a *applier) receive(ctx context.Context, e *abacus.SubscriptionEvent, partition int, seq uint64) error {
 	tx := a.tx
+	// Lock order everywhere: event id, then customer, then subscription.
+	if err := tx.Lock(ctx, "sev:"+e.TenantID+":"+e.ID); err != nil {
+		return err
+	}
 	if _, err := tx.FindEvent(ctx, e.TenantID, e.ID); err == nil {
 		a.counts.duplicate++
 		return tx.AddDuplicate(ctx, e.TenantID, e.ID)
 	} else if abacus.ErrorCode(err) != abacus.ENOTFOUND {
+		return err
+	}
+	if err := tx.Lock(ctx, customerLock(e.TenantID, e.CustomerID)); err != nil {
 		return err
 	}
 	rec := &abacus.SubscriptionEventRecord{SubscriptionEvent: *e, Partition: partition, Sequence: seq}
@@ -171,12 +184,20 @@ func (a *applier) receive(ctx context.Context, e *abacus.SubscriptionEvent, part
 		return err
 	}
 	if rec.Version == 0 && rec.PreviousID != "" {
-		if rec.PreviousID == head.EventID {
-			rec.Version = head.Version + 1
-		} else if prev, err := tx.FindEvent(ctx, e.TenantID, rec.PreviousID); err == nil && prev.Status != abacus.SubEventHeld {
-			rec.Version = prev.Version + 1 // a fork: that version is taken
-		} else if err != nil && abacus.ErrorCode(err) != abacus.ENOTFOUND {
+		prev, err := tx.FindEvent(ctx, e.TenantID, rec.PreviousID)
+		switch {
+		case abacus.ErrorCode(err) == abacus.ENOTFOUND:
+			// unknown yet: held until it arrives
+		case err != nil:
 			return err
+		case prev.CustomerID != rec.CustomerID:
+			return a.reject(ctx, rec, head, fmt.Sprintf("previous_id %s is an event of customer %s, not %s", prev.ID, prev.CustomerID, rec.CustomerID))
+		case prev.Status == abacus.SubEventHeld:
+			// its predecessor waits: so does it
+		case prev.AppliedAt == nil:
+			return a.reject(ctx, rec, head, brokenChain(prev.ID))
+		default:
+			rec.Version = prev.Version + 1
 		}
 	}
 	switch {
@@ -185,7 +206,7 @@ func (a *applier) receive(ctx context.Context, e *abacus.SubscriptionEvent, part
 		a.counts.held++
 		return tx.PutEvent(ctx, rec)
 	case rec.Version <= head.Version:
-		return a.rejectTaken(ctx, rec, head)
+		return a.reject(ctx, rec, head, "")
 	}
 	if err := a.inTurn(ctx, rec, &head); err != nil {
 		return err
@@ -206,16 +227,37 @@ func (a *applier) receive(ctx context.Context, e *abacus.SubscriptionEvent, part
 	return tx.SetHead(ctx, head)
 }
 
-func (a *applier) rejectTaken(ctx context.Context, rec *abacus.SubscriptionEventRecord, head abacus.SubscriptionHead) error {
-	rec.Status = abacus.SubEventRejected
-	rec.Reason = fmt.Sprintf("version %d is taken: customer %s's events are applied up to version %d (event %s)", rec.Version, rec.CustomerID, head.Version, head.EventID)
+// reject records rec as rejected without a place in the order: its place
+// was taken (reason "") or its chain is broken. The held events chained
+// after it can never apply, so they are rejected with it.
+func (a *applier) reject(ctx context.Context, rec *abacus.SubscriptionEventRecord, head abacus.SubscriptionHead, reason string) error {
+	if reason == "" {
+		reason = fmt.Sprintf("version %d is taken: customer %s's events are applied up to version %d (event %s)", rec.Version, rec.CustomerID, head.Version, head.EventID)
+	}
+	rec.Status, rec.Reason, rec.AppliedAt = abacus.SubEventRejected, reason, nil
 	a.counts.rejected++
-	return a.tx.PutEvent(ctx, rec)
+	if err := a.tx.PutEvent(ctx, rec); err != nil {
+		return err
+	}
+	next, err := a.tx.NextHeld(ctx, rec.TenantID, rec.CustomerID, -1, rec.ID)
+	if abacus.ErrorCode(err) == abacus.ENOTFOUND {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	return a.reject(ctx, next, head, brokenChain(rec.ID))
+}
+
+func brokenChain(prev string) string {
+	return fmt.Sprintf("its predecessor %s was rejected without taking a place in the order", prev)
 }
 
 // inTurn applies rec, whose version is head.Version+1, and advances head.
 func (a *applier) inTurn(ctx context.Context, rec *abacus.SubscriptionEventRecord, head *abacus.SubscriptionHead) error {
 	tx := a.tx
+	if err := tx.Lock(ctx, "sub:"+rec.TenantID+":"+rec.SubscriptionID); err != nil {
+		return err
+	}
 	history, err := tx.AppliedEvents(ctx, rec.TenantID, rec.SubscriptionID)
 	if err != nil {
 		return err
@@ -254,21 +296,27 @@ func (a *applier) inTurn(ctx context.Context, rec *abacus.SubscriptionEventRecor
 	if err := tx.PutEvent(ctx, rec); err != nil {
 		return err
 	}
+	predecessor := head.EventID
 	head.Version, head.EventID = rec.Version, rec.ID
-	// Held events that claim the version just taken can never apply.
+	// Other held claims on the place just taken (by version, or as the
+	// successor of its predecessor; the first place has none) can never
+	// apply.
 	for {
-		dup, err := tx.NextHeld(ctx, rec.TenantID, rec.CustomerID, rec.Version, "")
+		other, err := tx.NextHeld(ctx, rec.TenantID, rec.CustomerID, rec.Version, predecessor)
 		if abacus.ErrorCode(err) == abacus.ENOTFOUND {
 			break
 		} else if err != nil {
 			return err
 		}
-		if err := a.rejectTaken(ctx, dup, *head); err != nil {
+		other.Version = rec.Version
+		if err := a.reject(ctx, other, *head, ""); err != nil {
 			return err
 		}
 	}
 	return tx.ResolveAlert(ctx, rec.TenantID, GapAlertID(rec.CustomerID, rec.Version), a.now)
 }
+
+func customerLock(tenant, customer string) string { return "cus:" + tenant + ":" + customer }
 
 // store writes the derived subscription and turns the stored charge records
 // into the derived ones: records no longer true are superseded, new ones
@@ -317,7 +365,10 @@ func (c *Consumer) gapLoop(ctx context.Context) {
 }
 
 // CheckGaps raises an alert for every customer with an event held longer
-// than the bound, and sets the open-gaps gauge.
+// than the bound, and sets the open-gaps gauge. Each alert is raised in a
+// transaction holding the customer's lock, after checking that the event
+// is still held and the version still missing: otherwise a gap filled
+// between the scan and the alert would leave a false alert open.
 func (c *Consumer) CheckGaps(ctx context.Context) error {
 	now := c.cfg.Clock.Now().UTC()
 	held, err := c.cfg.Store.HeldSince(ctx, now.Add(-c.cfg.GapAlertAfter))
@@ -331,19 +382,28 @@ func (c *Consumer) CheckGaps(ctx context.Context) error {
 		if open[k] {
 			continue
 		}
-		open[k] = true
-		head, err := c.cfg.Store.SubscriptionHead(ctx, r.TenantID, r.CustomerID)
-		if err != nil {
-			return err
-		}
-		missing := head.Version + 1
-		details, _ := json.Marshal(map[string]any{"customer": r.CustomerID, "missing_version": missing,
-			"applied_version": head.Version, "held_event": r.ID, "held_since": r.ReceivedAt})
-		err = c.cfg.Store.RaiseAlert(ctx, &abacus.Alert{
-			TenantID: r.TenantID, ID: GapAlertID(r.CustomerID, missing), Kind: abacus.AlertSubscriptionGap, Subject: r.CustomerID,
-			Message: fmt.Sprintf("customer %s: subscription event %s has waited since %s for version %d, which has not arrived",
-				r.CustomerID, r.ID, stamp(r.ReceivedAt), missing),
-			Details: details, RaisedAt: now,
+		err := c.cfg.Store.ApplySubscriptions(ctx, func(tx abacus.SubscriptionTx) error {
+			if err := tx.Lock(ctx, customerLock(r.TenantID, r.CustomerID)); err != nil {
+				return err
+			}
+			still, err := tx.FindEvent(ctx, r.TenantID, r.ID)
+			if err != nil || still.Status != abacus.SubEventHeld {
+				return err
+			}
+			head, err := tx.Head(ctx, r.TenantID, r.CustomerID)
+			if err != nil {
+				return err
+			}
+			open[k] = true
+			missing := head.Version + 1
+			details, _ := json.Marshal(map[string]any{"customer": r.CustomerID, "missing_version": missing,
+				"applied_version": head.Version, "held_event": r.ID, "held_since": r.ReceivedAt})
+			return tx.RaiseAlert(ctx, &abacus.Alert{
+				TenantID: r.TenantID, ID: GapAlertID(r.CustomerID, missing), Kind: abacus.AlertSubscriptionGap, Subject: r.CustomerID,
+				Message: fmt.Sprintf("customer %s: subscription event %s has waited since %s for version %d, which has not arrived",
+					r.CustomerID, r.ID, stamp(r.ReceivedAt), missing),
+				Details: details, RaisedAt: now,
+			})
 		})
 		if err != nil {
 			return err

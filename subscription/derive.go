@@ -74,7 +74,7 @@ type history struct {
 	planOf    map[abacus.PlanRef]*abacus.Plan
 	endID     string
 	endVer    int64
-	causes    []cut // the cut that starts each phase
+	causes    [][]cut // the cuts at the start of each phase, newest first
 }
 
 // set states value from at on, dropping what the term said from at on.
@@ -119,6 +119,9 @@ func Derive(events []*abacus.SubscriptionEvent, plans PlanSource) (*abacus.Subsc
 }
 
 func (h *history) apply(e *abacus.SubscriptionEvent, plans PlanSource) error {
+	if r := TimeProblem(e.EffectiveAt); r != "" {
+		return reject("effective_at %s", r)
+	}
 	if e.Type == abacus.SubStart {
 		return h.start(e, plans)
 	}
@@ -156,11 +159,8 @@ func (h *history) apply(e *abacus.SubscriptionEvent, plans PlanSource) error {
 		if d == nil {
 			return reject("a discount event carries a discount")
 		}
-		if err := ValidateDiscount(d); err != nil {
+		if err := ValidateDiscount(d, e.EffectiveAt); err != nil {
 			return reject("%s", abacus.ErrorMessage(err))
-		}
-		if d.Until != nil && !d.Until.After(e.EffectiveAt) {
-			return reject("discount %s: until %s is not after effective_at %s", d.Key, stamp(*d.Until), stamp(e.EffectiveAt))
 		}
 		h.discounts[d.Key] = set(h.discounts[d.Key], point[*abacus.Discount]{e.EffectiveAt, e.Version, e.ID, d})
 	case abacus.SubRemoveDiscount:
@@ -187,7 +187,7 @@ func (h *history) start(e *abacus.SubscriptionEvent, plans PlanSource) error {
 		return err
 	}
 	loc, err := time.LoadLocation(e.TimeZone)
-	if err != nil || e.TimeZone == "" {
+	if err != nil || e.TimeZone == "" || e.TimeZone == "Local" {
 		return reject("time zone %q is not an IANA zone", e.TimeZone)
 	}
 	s := &h.sub
@@ -233,41 +233,61 @@ type cut struct {
 	at      time.Time
 	version int64
 	eventID string
+	items   []string // the plan items it can change; empty: all
 }
 
 // phases cuts the timeline at every change and merges neighbours with the
 // same terms.
 func (h *history) phases() []abacus.Phase {
 	s := &h.sub
-	cuts := []cut{{s.StartAt, h.startVer, h.startID}}
-	add := func(at time.Time, version int64, id string) {
+	all := []cut{{s.StartAt, h.startVer, h.startID, nil}}
+	add := func(at time.Time, version int64, id string, items []string) {
 		if at.Before(s.StartAt) || (s.EndsAt != nil && !at.Before(*s.EndsAt)) {
 			return
 		}
-		cuts = append(cuts, cut{at, version, id})
+		all = append(all, cut{at, version, id, items})
 	}
 	for _, p := range h.plans {
-		add(p.at, p.version, p.eventID)
+		add(p.at, p.version, p.eventID, nil)
 	}
 	if s.TrialEndsAt != nil {
-		add(*s.TrialEndsAt, h.startVer, h.startID)
+		add(*s.TrialEndsAt, h.startVer, h.startID, nil)
 	}
 	for _, pts := range h.discounts {
-		for _, p := range pts {
-			add(p.at, p.version, p.eventID)
-			if p.value != nil && p.value.Until != nil {
-				add(*p.value.Until, p.version, p.eventID)
+		for i, p := range pts {
+			var items []string // a removal may end a discount of any items
+			if p.value != nil {
+				items = p.value.Items
+			}
+			add(p.at, p.version, p.eventID, items)
+			// An until ends the discount only if no later statement about
+			// it came first.
+			if p.value != nil && p.value.Until != nil && (i+1 == len(pts) || p.value.Until.Before(pts[i+1].at)) {
+				add(*p.value.Until, p.version, p.eventID, items)
 			}
 		}
 	}
-	// Sort by time; at one instant keep the newest event as the cause.
-	sort.Slice(cuts, func(i, j int) bool {
-		if !cuts[i].at.Equal(cuts[j].at) {
-			return cuts[i].at.Before(cuts[j].at)
+	// Sort by time, the newest event first at one instant; each phase
+	// keeps every cut at its start, so that a charge record can name the
+	// newest event that changed its own item.
+	sort.Slice(all, func(i, j int) bool {
+		if !all[i].at.Equal(all[j].at) {
+			return all[i].at.Before(all[j].at)
 		}
-		return cuts[i].version > cuts[j].version
+		return all[i].version > all[j].version
 	})
-	cuts = slices.CompactFunc(cuts, func(a, b cut) bool { return a.at.Equal(b.at) })
+	var groups [][]cut
+	for _, c := range all {
+		if n := len(groups); n > 0 && groups[n-1][0].at.Equal(c.at) {
+			groups[n-1] = append(groups[n-1], c)
+		} else {
+			groups = append(groups, []cut{c})
+		}
+	}
+	cuts := make([]cut, len(groups))
+	for i, g := range groups {
+		cuts[i] = g[0]
+	}
 
 	out := []abacus.Phase{}
 	h.causes = h.causes[:0]
@@ -291,7 +311,7 @@ func (h *history) phases() []abacus.Phase {
 			continue // canceled at its start: no phase
 		}
 		out = append(out, ph)
-		h.causes = append(h.causes, c)
+		h.causes = append(h.causes, groups[i])
 	}
 	return out
 }
@@ -327,7 +347,7 @@ func (h *history) charges(phases []abacus.Phase) []*abacus.Charge {
 				SubscriptionID: h.sub.ID, CustomerID: h.sub.CustomerID, Item: item.Key, Name: item.Name,
 				Plan: ph.Plan, Type: item.Type, Currency: h.sub.Currency, Amount: item.Amount, Timing: item.Timing,
 				Meter: item.Meter, Price: item.Price, Discounts: discountsFor(ph.Discounts, item.Key),
-				Trial: ph.Trial, StartsAt: ph.From, EndsAt: ph.To, EventID: h.causes[i].eventID,
+				Trial: ph.Trial, StartsAt: ph.From, EndsAt: ph.To, EventID: causeOf(h.causes[i], item.Key),
 			}
 			if prev := open[item.Key]; prev != nil && sameCharge(prev, c) && prev.EndsAt != nil && prev.EndsAt.Equal(c.StartsAt) {
 				prev.EndsAt = c.EndsAt
@@ -343,6 +363,18 @@ func (h *history) charges(phases []abacus.Phase) []*abacus.Charge {
 		c.ID = chargeID(c)
 	}
 	return out
+}
+
+// causeOf names the newest event among the cuts at a phase's start that
+// could change item (every record starts at a cut that changed its item:
+// otherwise it would have continued the previous record).
+func causeOf(cuts []cut, item string) string {
+	for _, c := range cuts {
+		if len(c.items) == 0 || slices.Contains(c.items, item) {
+			return c.eventID
+		}
+	}
+	return cuts[0].eventID
 }
 
 func discountsFor(ds []abacus.Discount, item string) []abacus.Discount {
@@ -393,8 +425,13 @@ func Diff(current, derived []*abacus.Charge) (supersede []string, insert []*abac
 	return supersede, insert
 }
 
-// ValidateDiscount checks a discount's own fields.
-func ValidateDiscount(d *abacus.Discount) error {
+// ValidateDiscount checks a discount applied at effective: its own fields,
+// and an until after effective.
+func ValidateDiscount(d *abacus.Discount, effective time.Time) error {
+	return discountProblems(d, effective).Err()
+}
+
+func discountProblems(d *abacus.Discount, effective time.Time) *abacus.Problems {
 	var pr abacus.Problems
 	if !keyPattern.MatchString(d.Key) {
 		pr.Add("discount.key", "must be 1-128 characters of letters, digits, '_', '.', ':' or '-'")
@@ -422,15 +459,36 @@ func ValidateDiscount(d *abacus.Discount) error {
 		}
 	}
 	for i, it := range d.Items {
-		if it == "" {
-			pr.Add(fmt.Sprintf("discount.items[%d]", i), "is empty")
+		if !keyPattern.MatchString(it) {
+			pr.Add(fmt.Sprintf("discount.items[%d]", i), "must name a plan charge key")
 		}
 	}
 	if d.Until != nil {
 		u := d.Until.UTC()
 		d.Until = &u
+		if r := TimeProblem(u); r != "" {
+			pr.Add("discount.until", "%s", r)
+		} else if !u.After(effective) {
+			pr.Add("discount.until", "%s is not after the effective time %s", stamp(u), stamp(effective))
+		}
 	}
-	return pr.Err()
+	return &pr
+}
+
+// The times Abacus takes for subscriptions: the stores keep Unix
+// nanoseconds, which end in 2262, and a trial or period may extend a time
+// by up to two years.
+var (
+	MinTime = time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC)
+	MaxTime = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
+// TimeProblem says what is wrong with a subscription time, or "".
+func TimeProblem(t time.Time) string {
+	if t.Before(MinTime) || !t.Before(MaxTime) {
+		return fmt.Sprintf("%s is out of range: subscription times are from %s until %s", stamp(t), MinTime.Format("2006-01-02"), MaxTime.Format("2006-01-02"))
+	}
+	return ""
 }
 
 var hundred = func() *apd.Decimal { d, _, _ := apd.NewFromString("100"); return d }()

@@ -87,7 +87,9 @@ func (p *Processor) Accept(ctx context.Context, tenant string, in []json.RawMess
 		byPart[part] = append(byPart[part], e)
 		accepted = append(accepted, e)
 	}
-	want := map[int]uint64{}
+	// Encode every partition's message before appending any: a request
+	// is refused whole (413) or appended whole.
+	msgs := map[int][]byte{}
 	for part, events := range byPart {
 		msg, err := EncodeMessage(events)
 		if err != nil {
@@ -96,9 +98,13 @@ func (p *Processor) Accept(ctx context.Context, tenant string, in []json.RawMess
 		if len(msg) > p.log.MaxMessageBytes() {
 			return nil, abacus.Errorf(abacus.ETOOLARGE, "the events of one partition take %d bytes; the log takes %d per message: send fewer events per request", len(msg), p.log.MaxMessageBytes())
 		}
+		msgs[part] = msg
+	}
+	want := map[int]uint64{}
+	for part, msg := range msgs {
 		seq, err := p.log.Append(ctx, part, msg)
 		if err != nil {
-			return nil, err // nothing acknowledged; the producer resends, duplicates are discarded
+			return nil, err // the producer resends; what was appended is discarded as duplicates
 		}
 		want[part] = seq
 	}
@@ -123,21 +129,35 @@ func (p *Processor) Accept(ctx context.Context, tenant string, in []json.RawMess
 // replay (plan version, time zone). It returns the field and reason of the
 // first problem.
 func (p *Processor) resolve(ctx context.Context, tenant string, x *ExternalEvent, now time.Time) (*abacus.SubscriptionEvent, string, string) {
+	if r := abacus.IDProblem(x.ID, abacus.MaxIDLength); r != "" {
+		return nil, "id", r
+	}
+	if r := abacus.IDProblem(x.Customer, abacus.MaxIDLength); r != "" {
+		return nil, "customer", r
+	}
 	switch {
-	case x.ID == "" || len(x.ID) > abacus.MaxIDLength:
-		return nil, "id", fmt.Sprintf("is required and at most %d bytes", abacus.MaxIDLength)
-	case x.Customer == "" || len(x.Customer) > abacus.MaxIDLength:
-		return nil, "customer", fmt.Sprintf("is required and at most %d bytes", abacus.MaxIDLength)
 	case !keyPattern.MatchString(x.Subscription):
 		return nil, "subscription", "is required: 1-128 characters of letters, digits, '_', '.', ':' or '-'"
 	case x.EffectiveAt == nil:
 		return nil, "effective_at", "is required (RFC 3339)"
+	case TimeProblem(*x.EffectiveAt) != "":
+		return nil, "effective_at", TimeProblem(*x.EffectiveAt)
 	case x.Version < 0:
 		return nil, "version", "must be positive"
 	case x.Version == 0 && x.PreviousID == "":
 		return nil, "version", "version or previous_id is required (the first event of a customer has version 1)"
 	case x.Version > 0 && x.PreviousID != "":
 		return nil, "previous_id", "give version or previous_id, not both"
+	case x.PreviousID == x.ID:
+		return nil, "previous_id", "an event cannot follow itself"
+	}
+	if x.PreviousID != "" {
+		if r := abacus.IDProblem(x.PreviousID, abacus.MaxIDLength); r != "" {
+			return nil, "previous_id", r
+		}
+		if prev, err := p.store.FindSubscriptionEvent(ctx, tenant, x.PreviousID); err == nil && prev.CustomerID != x.Customer {
+			return nil, "previous_id", fmt.Sprintf("event %s is an event of customer %s, not %s", prev.ID, prev.CustomerID, x.Customer)
+		}
 	}
 	e := &abacus.SubscriptionEvent{TenantID: tenant, ID: x.ID, CustomerID: x.Customer, SubscriptionID: x.Subscription, Type: x.Type,
 		EffectiveAt: x.EffectiveAt.UTC(), Version: x.Version, PreviousID: x.PreviousID, Source: "external", ReceivedAt: now}
@@ -170,13 +190,13 @@ func (p *Processor) resolve(ctx context.Context, tenant string, x *ExternalEvent
 			return nil, "discount", "is required for a discount event"
 		}
 		d := *x.Discount
-		if err := ValidateDiscount(&d); err != nil {
-			return nil, "discount", abacus.ErrorMessage(err)
+		if l := discountProblems(&d, e.EffectiveAt).List(); len(l) > 0 {
+			return nil, l[0].Field, l[0].Reason
 		}
 		e.Discount = &d
 	case abacus.SubRemoveDiscount:
-		if x.DiscountKey == "" {
-			return nil, "discount_key", "is required for a remove_discount event"
+		if !keyPattern.MatchString(x.DiscountKey) {
+			return nil, "discount_key", "is required for a remove_discount event: 1-128 characters of letters, digits, '_', '.', ':' or '-'"
 		}
 		e.DiscountKey = x.DiscountKey
 	default:
