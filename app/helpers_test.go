@@ -29,16 +29,22 @@ func start(t *testing.T, store string) *app.App {
 
 func startWithClock(t *testing.T, store string, clock abacus.Clock) *app.App {
 	t.Helper()
+	return startWith(t, store, func(c *app.Config) { c.Clock = clock })
+}
+
+// startWith starts Abacus on store with the test defaults, changed by opt.
+func startWith(t *testing.T, store string, opt func(*app.Config)) *app.App {
+	t.Helper()
 	dir := t.TempDir()
 	cfg, _, err := app.ParseConfig("test", []string{"--data", dir, "--http", "127.0.0.1:0", "--admin-key", adminKey}, func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Clock = clock
 	if store == "postgres" {
 		cfg.DB = postgres.TestSchemaURL(t)
 		cfg.Appliers = 4
 	}
+	opt(&cfg)
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if os.Getenv("ABACUS_TEST_LOG") != "" {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, nil))

@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
-	"os"
 	"reflect"
 	"slices"
 	"strings"
@@ -18,7 +16,6 @@ import (
 	"github.com/abacus-billing/abacus"
 	"github.com/abacus-billing/abacus/app"
 	"github.com/abacus-billing/abacus/httpapi"
-	"github.com/abacus-billing/abacus/postgres"
 	"github.com/abacus-billing/abacus/subscription"
 )
 
@@ -39,35 +36,12 @@ func (c *subTestClock) Add(d time.Duration) { c.Set(c.Now().Add(d)) }
 // the --subscription-gap-alert flag); 0 keeps the default.
 func startSubs(t *testing.T, store string, clock abacus.Clock, gapAlert time.Duration) *app.App {
 	t.Helper()
-	dir := t.TempDir()
-	cfg, _, err := app.ParseConfig("test", []string{"--data", dir, "--http", "127.0.0.1:0", "--admin-key", adminKey}, func(string) string { return "" })
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Clock = clock
-	if gapAlert > 0 {
-		cfg.GapAlertAfter = gapAlert
-	}
-	if store == "postgres" {
-		cfg.DB = postgres.TestSchemaURL(t)
-		cfg.Appliers = 4
-	}
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if os.Getenv("ABACUS_TEST_LOG") != "" {
-		logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
-	}
-	a, err := app.Start(context.Background(), cfg, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := a.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
+	return startWith(t, store, func(c *app.Config) {
+		c.Clock = clock
+		if gapAlert > 0 {
+			c.GapAlertAfter = gapAlert
 		}
 	})
-	return a
 }
 
 // api does one request with the admin key; body is marshalled unless it is

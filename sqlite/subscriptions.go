@@ -10,11 +10,10 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
-	"reflect"
-	"strings"
 	"time"
 
 	"github.com/abacus-billing/abacus"
+	"github.com/abacus-billing/abacus/internal/rowbody"
 )
 
 // dbReader is what both the reader pool and a write transaction offer: the
@@ -46,73 +45,6 @@ func queryAll[T any](ctx context.Context, q dbReader, scan func(rowScanner) (*T,
 	return out, rows.Err()
 }
 
-// where builds the WHERE clause of a query with optional conditions. Each
-// condition's arguments follow its placeholders in order.
-type where struct {
-	conds []string
-	args  []any
-}
-
-func (w *where) add(cond string, args ...any) {
-	w.conds = append(w.conds, cond)
-	w.args = append(w.args, args...)
-}
-
-func (w *where) String() string { return strings.Join(w.conds, " AND ") }
-
-// encodeBody returns the JSON of v for a body column. HTML escaping is off
-// so that a json.RawMessage inside (a plan's or a charge's price) comes
-// back as it went in: encoding/json compacts it, but changes nothing else.
-func encodeBody(v any) (string, error) {
-	var b strings.Builder
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return "", err
-	}
-	return strings.TrimSuffix(b.String(), "\n"), nil
-}
-
-// decodeBody decodes a body column into v and sets every time in it to UTC,
-// as the Unix-nanosecond columns read back: a time stored with another
-// offset would otherwise decode into a fixed zone, or into Local when the
-// offset happens to match it.
-func decodeBody(body string, v any) error {
-	if err := json.Unmarshal([]byte(body), v); err != nil {
-		return err
-	}
-	inUTC(reflect.ValueOf(v))
-	return nil
-}
-
-var timeType = reflect.TypeFor[time.Time]()
-
-// inUTC sets every time.Time reachable from v through exported fields,
-// pointers and slices to UTC. It walks the value rather than listing the
-// time fields of each type so that a field added later is not missed.
-func inUTC(v reflect.Value) {
-	switch v.Kind() {
-	case reflect.Pointer:
-		if !v.IsNil() {
-			inUTC(v.Elem())
-		}
-	case reflect.Slice:
-		for i := range v.Len() {
-			inUTC(v.Index(i))
-		}
-	case reflect.Struct:
-		if v.Type() == timeType {
-			v.Set(reflect.ValueOf(v.Interface().(time.Time).UTC()))
-			return
-		}
-		for i := range v.NumField() {
-			if v.Type().Field(i).IsExported() {
-				inUTC(v.Field(i))
-			}
-		}
-	}
-}
-
 // nsOrNull is the column value of an optional time.
 func nsOrNull(t *time.Time) any {
 	if t == nil {
@@ -141,7 +73,7 @@ func scanPlan(row rowScanner) (*abacus.Plan, error) {
 	if err := row.Scan(&tenantID, &version, &body); err != nil {
 		return nil, err
 	}
-	if err := decodeBody(body, &p); err != nil {
+	if err := rowbody.Decode(body, &p); err != nil {
 		return nil, err
 	}
 	p.TenantID, p.Version = tenantID, version
@@ -158,7 +90,7 @@ func (s *Store) CreatePlan(ctx context.Context, p *abacus.Plan) error {
 		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) + 1 FROM plans WHERE tenant_id = ? AND key = ?`, p.TenantID, p.Key).Scan(&next.Version); err != nil {
 			return err
 		}
-		body, err := encodeBody(&next)
+		body, err := rowbody.Encode(&next)
 		if err != nil {
 			return err
 		}
@@ -223,7 +155,7 @@ func scanSubscriptionEvent(row rowScanner) (*abacus.SubscriptionEventRecord, err
 	if err := row.Scan(&tenantID, &body, &r.Status, &r.Reason, &r.Duplicates, &applied, &r.Partition, &seq); err != nil {
 		return nil, err
 	}
-	if err := decodeBody(body, &r.SubscriptionEvent); err != nil {
+	if err := rowbody.Decode(body, &r.SubscriptionEvent); err != nil {
 		return nil, err
 	}
 	r.TenantID, r.AppliedAt, r.Sequence = tenantID, fromNullNS(applied), uint64(seq)
@@ -246,18 +178,18 @@ func findSubscriptionEvent(ctx context.Context, q dbReader, tenantID, id string)
 // ListSubscriptionEvents returns the records matching f by version (unknown
 // last), then received time, then id.
 func (s *Store) ListSubscriptionEvents(ctx context.Context, f abacus.SubscriptionEventFilter) ([]*abacus.SubscriptionEventRecord, error) {
-	var w where
-	w.add(`tenant_id = ?`, f.TenantID)
+	var w rowbody.Where
+	w.Add(`tenant_id = ?`, f.TenantID)
 	if f.CustomerID != "" {
-		w.add(`customer_id = ?`, f.CustomerID)
+		w.Add(`customer_id = ?`, f.CustomerID)
 	}
 	if f.SubscriptionID != "" {
-		w.add(`subscription_id = ?`, f.SubscriptionID)
+		w.Add(`subscription_id = ?`, f.SubscriptionID)
 	}
 	if f.Status != "" {
-		w.add(`status = ?`, string(f.Status))
+		w.Add(`status = ?`, string(f.Status))
 	}
-	return queryAll(ctx, s.r, scanSubscriptionEvent, `SELECT `+subscriptionEventColumns+` FROM subscription_events WHERE `+w.String()+subscriptionEventOrder, w.args...)
+	return queryAll(ctx, s.r, scanSubscriptionEvent, `SELECT `+subscriptionEventColumns+` FROM subscription_events WHERE `+w.String()+subscriptionEventOrder, w.Args...)
 }
 
 // HeldSince returns the held events of every tenant received before t,
@@ -293,7 +225,7 @@ func scanSubscription(row rowScanner) (*abacus.Subscription, error) {
 	if err := row.Scan(&tenantID, &body); err != nil {
 		return nil, err
 	}
-	if err := decodeBody(body, &sub); err != nil {
+	if err := rowbody.Decode(body, &sub); err != nil {
 		return nil, err
 	}
 	sub.TenantID = tenantID
@@ -332,7 +264,7 @@ func scanCharge(row rowScanner) (*abacus.Charge, error) {
 	if err := row.Scan(&tenantID, &body, &superseded); err != nil {
 		return nil, err
 	}
-	if err := decodeBody(body, &c); err != nil {
+	if err := rowbody.Decode(body, &c); err != nil {
 		return nil, err
 	}
 	c.TenantID, c.SupersededAt = tenantID, fromNullNS(superseded)
@@ -346,17 +278,17 @@ func (s *Store) ListCharges(ctx context.Context, f abacus.ChargeFilter) ([]*abac
 }
 
 func listCharges(ctx context.Context, q dbReader, f abacus.ChargeFilter) ([]*abacus.Charge, error) {
-	var w where
-	w.add(`tenant_id = ? AND subscription_id = ?`, f.TenantID, f.SubscriptionID)
+	var w rowbody.Where
+	w.Add(`tenant_id = ? AND subscription_id = ?`, f.TenantID, f.SubscriptionID)
 	if f.At != nil {
-		w.add(`starts_at <= ? AND (ends_at IS NULL OR ends_at > ?)`, ns(*f.At), ns(*f.At))
+		w.Add(`starts_at <= ? AND (ends_at IS NULL OR ends_at > ?)`, ns(*f.At), ns(*f.At))
 	}
 	if f.AsOf == nil {
-		w.add(`superseded_at IS NULL`)
+		w.Add(`superseded_at IS NULL`)
 	} else {
-		w.add(`recorded_at <= ? AND (superseded_at IS NULL OR superseded_at > ?)`, ns(*f.AsOf), ns(*f.AsOf))
+		w.Add(`recorded_at <= ? AND (superseded_at IS NULL OR superseded_at > ?)`, ns(*f.AsOf), ns(*f.AsOf))
 	}
-	return queryAll(ctx, q, scanCharge, `SELECT `+chargeColumns+` FROM charges WHERE `+w.String()+` ORDER BY item, starts_at, recorded_at, row_id`, w.args...)
+	return queryAll(ctx, q, scanCharge, `SELECT `+chargeColumns+` FROM charges WHERE `+w.String()+` ORDER BY item, starts_at, recorded_at, row_id`, w.Args...)
 }
 
 // Alerts.
@@ -381,12 +313,12 @@ func scanAlert(row rowScanner) (*abacus.Alert, error) {
 // ListAlerts returns the tenant's alerts, newest first; only unresolved
 // ones if openOnly.
 func (s *Store) ListAlerts(ctx context.Context, tenantID string, openOnly bool) ([]*abacus.Alert, error) {
-	var w where
-	w.add(`tenant_id = ?`, tenantID)
+	var w rowbody.Where
+	w.Add(`tenant_id = ?`, tenantID)
 	if openOnly {
-		w.add(`resolved_at IS NULL`)
+		w.Add(`resolved_at IS NULL`)
 	}
-	return queryAll(ctx, s.r, scanAlert, `SELECT `+alertColumns+` FROM alerts WHERE `+w.String()+` ORDER BY raised_at DESC, id`, w.args...)
+	return queryAll(ctx, s.r, scanAlert, `SELECT `+alertColumns+` FROM alerts WHERE `+w.String()+` ORDER BY raised_at DESC, id`, w.Args...)
 }
 
 // Consumer transactions.
@@ -418,7 +350,7 @@ func (t *subscriptionTx) FindEvent(ctx context.Context, tenantID, id string) (*a
 }
 
 func (t *subscriptionTx) PutEvent(ctx context.Context, r *abacus.SubscriptionEventRecord) error {
-	body, err := encodeBody(&r.SubscriptionEvent)
+	body, err := rowbody.Encode(&r.SubscriptionEvent)
 	if err != nil {
 		return err
 	}
@@ -486,7 +418,7 @@ func (t *subscriptionTx) FindSubscription(ctx context.Context, tenantID, id stri
 }
 
 func (t *subscriptionTx) PutSubscription(ctx context.Context, sub *abacus.Subscription) error {
-	body, err := encodeBody(sub)
+	body, err := rowbody.Encode(sub)
 	if err != nil {
 		return err
 	}
@@ -513,7 +445,7 @@ func (t *subscriptionTx) SupersedeCharges(ctx context.Context, tenantID string, 
 // (not superseded) record: the caller must supersede it first.
 func (t *subscriptionTx) InsertCharges(ctx context.Context, charges []*abacus.Charge) error {
 	for _, c := range charges {
-		body, err := encodeBody(c)
+		body, err := rowbody.Encode(c)
 		if err != nil {
 			return err
 		}
