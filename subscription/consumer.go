@@ -127,10 +127,12 @@ func (c *Consumer) Apply(ctx context.Context, m abacus.LogMessage) error {
 		return fmt.Errorf("subscription log partition %d seq %d: undecodable message: %w", m.Partition, m.Sequence, err)
 	}
 	var counts outcomes
-	now := c.cfg.Clock.Now().UTC()
 	err := c.cfg.Store.ApplySubscriptions(ctx, func(tx abacus.SubscriptionTx) error {
 		counts = outcomes{}
-		a := applier{tx: tx, now: now, counts: &counts}
+		// Read the clock inside the transaction (after SQLite's write lock
+		// is taken), so that recorded_at and superseded_at are not earlier
+		// than the moment the writes could start to matter.
+		a := applier{tx: tx, now: c.cfg.Clock.Now().UTC(), counts: &counts}
 		for _, e := range events {
 			if err := a.receive(ctx, e, m.Partition, m.Sequence); err != nil {
 				return fmt.Errorf("event %s: %w", e.ID, err)
