@@ -45,23 +45,6 @@ func queryAll[T any](ctx context.Context, q dbReader, scan func(rowScanner) (*T,
 	return out, rows.Err()
 }
 
-// nsOrNull is the column value of an optional time.
-func nsOrNull(t *time.Time) any {
-	if t == nil {
-		return nil
-	}
-	return ns(*t)
-}
-
-// fromNullNS reads an optional time column.
-func fromNullNS(n *int64) *time.Time {
-	if n == nil {
-		return nil
-	}
-	t := fromNS(*n)
-	return &t
-}
-
 // Plans.
 
 const planColumns = `tenant_id, version, body`
@@ -158,7 +141,7 @@ func scanSubscriptionEvent(row rowScanner) (*abacus.SubscriptionEventRecord, err
 	if err := rowbody.Decode(body, &r.SubscriptionEvent); err != nil {
 		return nil, err
 	}
-	r.TenantID, r.AppliedAt, r.Sequence = tenantID, fromNullNS(applied), uint64(seq)
+	r.TenantID, r.AppliedAt, r.Sequence = tenantID, rowbody.FromNullNS(applied), uint64(seq)
 	return &r, nil
 }
 
@@ -267,7 +250,7 @@ func scanCharge(row rowScanner) (*abacus.Charge, error) {
 	if err := rowbody.Decode(body, &c); err != nil {
 		return nil, err
 	}
-	c.TenantID, c.SupersededAt = tenantID, fromNullNS(superseded)
+	c.TenantID, c.SupersededAt = tenantID, rowbody.FromNullNS(superseded)
 	return &c, nil
 }
 
@@ -306,7 +289,7 @@ func scanAlert(row rowScanner) (*abacus.Alert, error) {
 	if details != "" {
 		a.Details = json.RawMessage(details)
 	}
-	a.RaisedAt, a.ResolvedAt = fromNS(raised), fromNullNS(resolved)
+	a.RaisedAt, a.ResolvedAt = fromNS(raised), rowbody.FromNullNS(resolved)
 	return &a, nil
 }
 
@@ -362,7 +345,7 @@ func (t *subscriptionTx) PutEvent(ctx context.Context, r *abacus.SubscriptionEve
 			duplicates = excluded.duplicates, body = excluded.body, received_at = excluded.received_at, applied_at = excluded.applied_at,
 			log_partition = excluded.log_partition, log_seq = excluded.log_seq`,
 		r.TenantID, r.ID, r.CustomerID, r.SubscriptionID, r.Version, r.PreviousID,
-		string(r.Status), r.Reason, r.Duplicates, body, ns(r.ReceivedAt), nsOrNull(r.AppliedAt), r.Partition, int64(r.Sequence))
+		string(r.Status), r.Reason, r.Duplicates, body, ns(r.ReceivedAt), rowbody.NullNS(r.AppliedAt), r.Partition, int64(r.Sequence))
 	return err
 }
 
@@ -451,7 +434,7 @@ func (t *subscriptionTx) InsertCharges(ctx context.Context, charges []*abacus.Ch
 		}
 		_, err = t.tx.ExecContext(ctx, `INSERT INTO charges(tenant_id, id, subscription_id, item, starts_at, ends_at, recorded_at, superseded_at, body)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			c.TenantID, c.ID, c.SubscriptionID, c.Item, ns(c.StartsAt), nsOrNull(c.EndsAt), ns(c.RecordedAt), nsOrNull(c.SupersededAt), body)
+			c.TenantID, c.ID, c.SubscriptionID, c.Item, ns(c.StartsAt), rowbody.NullNS(c.EndsAt), ns(c.RecordedAt), rowbody.NullNS(c.SupersededAt), body)
 		if isUniqueViolation(err) {
 			return abacus.Errorf(abacus.ECONFLICT, "charge %q is already recorded and not superseded", c.ID)
 		} else if err != nil {
@@ -465,7 +448,7 @@ func (t *subscriptionTx) InsertCharges(ctx context.Context, charges []*abacus.Ch
 func (t *subscriptionTx) RaiseAlert(ctx context.Context, a *abacus.Alert) error {
 	_, err := t.tx.ExecContext(ctx, `INSERT INTO alerts(tenant_id, id, kind, subject, message, details, raised_at, resolved_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT(tenant_id, id) DO NOTHING`,
-		a.TenantID, a.ID, a.Kind, a.Subject, a.Message, string(a.Details), ns(a.RaisedAt), nsOrNull(a.ResolvedAt))
+		a.TenantID, a.ID, a.Kind, a.Subject, a.Message, string(a.Details), ns(a.RaisedAt), rowbody.NullNS(a.ResolvedAt))
 	return err
 }
 

@@ -87,3 +87,21 @@ func (w *Where) Add(cond string, args ...any) {
 
 // String is the conditions joined by AND.
 func (w *Where) String() string { return strings.Join(w.conds, " AND ") }
+
+// NullNS is the Unix-nanosecond column value of an optional time (NULL for
+// nil), as both stores keep times.
+func NullNS(t *time.Time) any {
+	if t == nil {
+		return nil
+	}
+	return t.UnixNano()
+}
+
+// FromNullNS reads an optional Unix-nanosecond column, in UTC.
+func FromNullNS(n *int64) *time.Time {
+	if n == nil {
+		return nil
+	}
+	t := time.Unix(0, *n).UTC()
+	return &t
+}
