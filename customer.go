@@ -15,13 +15,16 @@ import (
 // aggregated under that id, and the usage is there when the customer is
 // created (docs/ARCHITECTURE.md, "Unknown customers").
 type Customer struct {
-	TenantID  string            `json:"-"`
-	ID        string            `json:"id"`
-	Name      string            `json:"name"`
-	Currency  string            `json:"currency,omitempty"`
-	TimeZone  string            `json:"time_zone"`
-	Metadata  map[string]string `json:"metadata,omitempty"`
-	CreatedAt time.Time         `json:"created_at"`
+	TenantID string            `json:"-"`
+	ID       string            `json:"id"`
+	Name     string            `json:"name"`
+	Currency string            `json:"currency,omitempty"`
+	TimeZone string            `json:"time_zone"`
+	Metadata map[string]string `json:"metadata,omitempty"`
+	// TestClock attaches the customer to a test clock at creation (it
+	// cannot change): its time is then the clock's (see TestClock).
+	TestClock string    `json:"test_clock,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
 }
 
 // Limits on identifiers shared by customers, events and meters.

@@ -44,17 +44,22 @@ const (
 // explicitly. Validation lives in package subscription (it needs the rating
 // engine).
 type Plan struct {
-	TenantID      string       `json:"-"`
-	Key           string       `json:"key"`
-	Version       int          `json:"version"`
-	Name          string       `json:"name,omitempty"`
-	Description   string       `json:"description,omitempty"`
-	Currency      string       `json:"currency"`
-	Interval      Interval     `json:"interval"`
-	IntervalCount int          `json:"interval_count"`
-	TrialDays     int          `json:"trial_days,omitempty"`
-	Charges       []PlanCharge `json:"charges"`
-	CreatedAt     time.Time    `json:"created_at"`
+	TenantID      string   `json:"-"`
+	Key           string   `json:"key"`
+	Version       int      `json:"version"`
+	Name          string   `json:"name,omitempty"`
+	Description   string   `json:"description,omitempty"`
+	Currency      string   `json:"currency"`
+	Interval      Interval `json:"interval"`
+	IntervalCount int      `json:"interval_count"`
+	TrialDays     int      `json:"trial_days,omitempty"`
+	// MinimumCommitment is the least a billing period costs: when the
+	// period's charges (fees, usage, their discounts) add up to less, the
+	// invoice adds a true-up line. Decimal text in the plan's currency,
+	// prorated like fees for partial periods; empty for none.
+	MinimumCommitment string       `json:"minimum_commitment,omitempty"`
+	Charges           []PlanCharge `json:"charges"`
+	CreatedAt         time.Time    `json:"created_at"`
 }
 
 // PlanCharge is one item of a plan.

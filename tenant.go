@@ -25,13 +25,26 @@ type TenantSettings struct {
 	// FutureSkew is how far in the future an event's time may be. Zero means
 	// DefaultFutureSkew.
 	FutureSkew time.Duration `json:"future_skew"`
+	// InvoiceGrace is how long after a billing boundary its invoice stays
+	// a draft, so that usage arriving late lands on it. Zero means
+	// DefaultInvoiceGrace.
+	InvoiceGrace time.Duration `json:"invoice_grace"`
 }
 
 // Defaults of the time contract (DESIGN.md, "Time").
 const (
 	DefaultBackdateWindow = 35 * 24 * time.Hour
 	DefaultFutureSkew     = 5 * time.Minute
+	DefaultInvoiceGrace   = 3 * time.Hour
 )
+
+// Grace returns the effective invoice grace.
+func (s TenantSettings) Grace() time.Duration {
+	if s.InvoiceGrace > 0 {
+		return s.InvoiceGrace
+	}
+	return DefaultInvoiceGrace
+}
 
 // Backdate returns the effective backdating window.
 func (s TenantSettings) Backdate() time.Duration {

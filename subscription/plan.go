@@ -49,6 +49,13 @@ func ValidatePlan(p *abacus.Plan) error {
 	if p.TrialDays < 0 || p.TrialDays > 730 {
 		pr.Add("trial_days", "must be 0-730, got %d", p.TrialDays)
 	}
+	if p.MinimumCommitment != "" {
+		if amount, err := ParseAmount(p.MinimumCommitment); err != nil {
+			pr.Add("minimum_commitment", "%v", err)
+		} else {
+			p.MinimumCommitment = amount.Text('f')
+		}
+	}
 	if len(p.Charges) == 0 {
 		pr.Add("charges", "a plan needs at least one charge")
 	}
