@@ -241,7 +241,9 @@ type SubscriptionStore interface {
 
 	// FindSubscription returns one subscription. ENOTFOUND.
 	FindSubscription(ctx context.Context, tenantID, id string) (*Subscription, error)
-	// ListSubscriptions returns a customer's subscriptions by start, then id.
+	// ListSubscriptions returns a customer's subscriptions by start, then
+	// id; an empty customerID lists the tenant's, and an empty tenantID
+	// too every tenant's (the invoice scheduler's scan).
 	ListSubscriptions(ctx context.Context, tenantID, customerID string) ([]*Subscription, error)
 	// FindSubscriptionEvent returns one event record. ENOTFOUND.
 	FindSubscriptionEvent(ctx context.Context, tenantID, id string) (*SubscriptionEventRecord, error)

@@ -233,10 +233,12 @@ func findSubscription(ctx context.Context, q dbReader, tenantID, id string) (*ab
 	return sub, err
 }
 
-// ListSubscriptions returns a customer's subscriptions by start, then id.
+// ListSubscriptions returns a customer's subscriptions by start, then id
+// (every customer's when customerID is empty, every tenant's when tenantID
+// is also empty: the invoice scheduler's scan).
 func (s *Store) ListSubscriptions(ctx context.Context, tenantID, customerID string) ([]*abacus.Subscription, error) {
 	return queryAll(ctx, s.pool, scanSubscription, `SELECT `+subscriptionColumns+` FROM subscriptions
-		WHERE tenant_id = $1 AND customer_id = $2 ORDER BY start_at, id`, tenantID, customerID)
+		WHERE ($1 = '' OR tenant_id = $1) AND ($2 = '' OR customer_id = $2) ORDER BY start_at, id`, tenantID, customerID)
 }
 
 // Charges.

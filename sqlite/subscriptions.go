@@ -228,10 +228,12 @@ func findSubscription(ctx context.Context, q dbReader, tenantID, id string) (*ab
 	return sub, err
 }
 
-// ListSubscriptions returns a customer's subscriptions by start, then id.
+// ListSubscriptions returns a customer's subscriptions by start, then id
+// (every customer's when customerID is empty, every tenant's when tenantID
+// is also empty: the invoice scheduler's scan).
 func (s *Store) ListSubscriptions(ctx context.Context, tenantID, customerID string) ([]*abacus.Subscription, error) {
 	return queryAll(ctx, s.r, scanSubscription, `SELECT `+subscriptionColumns+` FROM subscriptions
-		WHERE tenant_id = ? AND customer_id = ? ORDER BY start_at, id`, tenantID, customerID)
+		WHERE (? = '' OR tenant_id = ?) AND (? = '' OR customer_id = ?) ORDER BY start_at, id`, tenantID, tenantID, customerID, customerID)
 }
 
 // Charges.
