@@ -27,6 +27,11 @@ type Processor struct {
 	consumer *Consumer
 	clock    abacus.Clock
 	locks    [64]sync.Mutex
+
+	// CustomerNow, when set, tells a customer's "now" (a test clock's for
+	// customers attached to one); commands resolve "now" and default
+	// effective times with it. Nil: the processor's clock for everyone.
+	CustomerNow func(ctx context.Context, tenantID, customerID string) (time.Time, error)
 }
 
 // NewProcessor returns a command processor writing to log, whose events
@@ -129,8 +134,12 @@ func (p *Processor) Create(ctx context.Context, tenant string, cmd CreateCommand
 	if _, err := p.store.FindSubscription(ctx, tenant, cmd.ID); err == nil {
 		return nil, abacus.Errorf(abacus.ECONFLICT, "subscription %s exists", cmd.ID)
 	}
+	start, err := p.at(ctx, tenant, cust.ID, cmd.StartAt)
+	if err != nil {
+		return nil, err
+	}
 	e := &abacus.SubscriptionEvent{ID: cmd.EventID, CustomerID: cust.ID, SubscriptionID: cmd.ID, Type: abacus.SubStart,
-		EffectiveAt: p.at(cmd.StartAt), Plan: &abacus.PlanRef{Key: plan.Key, Version: plan.Version},
+		EffectiveAt: start, Plan: &abacus.PlanRef{Key: plan.Key, Version: plan.Version},
 		Anchor: cmd.BillingAnchor, TimeZone: cust.TimeZone}
 	return p.submit(ctx, tenant, e)
 }
@@ -151,7 +160,10 @@ func (p *Processor) Change(ctx context.Context, tenant, subID string, cmd Change
 	if err != nil {
 		return nil, notFoundField(err, "plan", cmd.Plan)
 	}
-	now := p.clock.Now().UTC()
+	now, err := p.now(ctx, tenant, sub.CustomerID)
+	if err != nil {
+		return nil, err
+	}
 	current := sub.PhaseAt(now)
 	if cmd.Timing == "" && cmd.EffectiveAt == nil && current != nil {
 		from, err := p.store.FindPlan(ctx, tenant, current.Plan.Key, current.Plan.Version)
@@ -185,7 +197,11 @@ func (p *Processor) Cancel(ctx context.Context, tenant, subID string, cmd Cancel
 	if err != nil {
 		return nil, err
 	}
-	at, err := p.effective(sub, cmd.Timing, cmd.EffectiveAt, p.clock.Now().UTC())
+	now, err := p.now(ctx, tenant, sub.CustomerID)
+	if err != nil {
+		return nil, err
+	}
+	at, err := p.effective(sub, cmd.Timing, cmd.EffectiveAt, now)
 	if err != nil {
 		return nil, err
 	}
@@ -202,7 +218,10 @@ func (p *Processor) ApplyDiscount(ctx context.Context, tenant, subID string, cmd
 	if err != nil {
 		return nil, err
 	}
-	at := p.at(cmd.EffectiveAt)
+	at, err := p.at(ctx, tenant, sub.CustomerID, cmd.EffectiveAt)
+	if err != nil {
+		return nil, err
+	}
 	if err := ValidateDiscount(&cmd.Discount, at); err != nil {
 		return nil, err
 	}
@@ -224,8 +243,12 @@ func (p *Processor) RemoveDiscount(ctx context.Context, tenant, subID string, cm
 	if err != nil {
 		return nil, err
 	}
+	at, err := p.at(ctx, tenant, sub.CustomerID, cmd.EffectiveAt)
+	if err != nil {
+		return nil, err
+	}
 	e := &abacus.SubscriptionEvent{ID: cmd.EventID, CustomerID: sub.CustomerID, SubscriptionID: sub.ID, Type: abacus.SubRemoveDiscount,
-		EffectiveAt: p.at(cmd.EffectiveAt), DiscountKey: cmd.Key}
+		EffectiveAt: at, DiscountKey: cmd.Key}
 	return p.submit(ctx, tenant, e)
 }
 
@@ -259,11 +282,20 @@ func (p *Processor) subscription(ctx context.Context, tenant, id string) (*abacu
 	return sub, err
 }
 
-func (p *Processor) at(t *time.Time) time.Time {
+func (p *Processor) at(ctx context.Context, tenant, customer string, t *time.Time) (time.Time, error) {
 	if t != nil {
-		return t.UTC()
+		return t.UTC(), nil
 	}
-	return p.clock.Now().UTC()
+	return p.now(ctx, tenant, customer)
+}
+
+// now is the customer's time.
+func (p *Processor) now(ctx context.Context, tenant, customer string) (time.Time, error) {
+	if p.CustomerNow == nil {
+		return p.clock.Now().UTC(), nil
+	}
+	t, err := p.CustomerNow(ctx, tenant, customer)
+	return t.UTC(), err
 }
 
 // effective resolves when a change or cancel takes effect.
