@@ -201,29 +201,51 @@ func (l *Log) Append(ctx context.Context, p int, msg []byte) (uint64, error) {
 // when that is larger).
 const ReadBatchBytes = 4 << 20
 
-// Read delivers partition p from after+1 with an ordered consumer: no acks
-// and no server-side state, because the reader keeps its position in the
-// store, in the same transaction as what it derived from the messages.
+// ReadBatchMessages bounds the messages of one pull.
+const ReadBatchMessages = 256
+
+// Read delivers partition p from after+1 through an ephemeral pull consumer
+// without acks: no acknowledgement traffic and no durable server-side
+// state, because the reader keeps its position in the store, in the same
+// transaction as what it derived from the messages.
 //
-// It pulls in discrete fetches (at most ReadBatchBytes, waiting at most a
-// second for the first message) rather than through a long-lived message
-// iterator: under heavy appends of large messages that iterator was seen to
-// block forever without an error, which would silently stop aggregation. A
-// fetch always ends, by delivering or by expiring.
+// It pulls in discrete fetches (at most ReadBatchMessages and
+// ReadBatchBytes, waiting at most a second for the first message) rather
+// than through a long-lived message iterator: under heavy appends of large
+// messages that iterator was seen to block forever without an error, which
+// would silently stop aggregation. A fetch always ends, by delivering or by
+// expiring. One consumer serves every fetch of the read: the client's
+// ordered consumer replaces its server-side consumer on every fetch (an API
+// round trip each) and sized its receive channel for a million messages
+// (16 MB allocated per fetch). Without acks a message the client dropped
+// would be gone, so the consumer sequence of each delivery is checked: a
+// gap ends the read with an error and the caller resumes from its position.
 func (l *Log) Read(ctx context.Context, p int, after uint64, fn func(abacus.LogMessage) error) error {
-	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
+	cfg := jetstream.ConsumerConfig{
+		DeliverPolicy:     jetstream.DeliverAllPolicy,
+		AckPolicy:         jetstream.AckNonePolicy,
+		MemoryStorage:     true,
+		Replicas:          1,
+		InactiveThreshold: time.Minute,
+	}
 	if after > 0 {
 		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		cfg.OptStartSeq = after + 1
 	}
-	cons, err := l.js.OrderedConsumer(ctx, l.streamName(p), cfg)
+	cons, err := l.js.CreateConsumer(ctx, l.streamName(p), cfg)
 	if err != nil {
 		return fmt.Errorf("read partition %d: %w", p, err)
 	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		l.js.DeleteConsumer(dctx, l.streamName(p), cons.CachedInfo().Name)
+		cancel()
+	}()
 	// A pull must be able to carry the largest message there can be.
 	pull := max(ReadBatchBytes, l.MaxMessageBytes()+64<<10)
+	var delivered uint64 // consumer sequence of the last delivery
 	for ctx.Err() == nil {
-		batch, err := cons.FetchBytes(pull, jetstream.FetchMaxWait(time.Second))
+		batch, err := cons.Fetch(ReadBatchMessages, jetstream.FetchMaxBytes(pull), jetstream.FetchMaxWait(time.Second))
 		if err != nil {
 			return fmt.Errorf("read partition %d: %w", p, err)
 		}
@@ -232,6 +254,10 @@ func (l *Log) Read(ctx context.Context, p int, after uint64, fn func(abacus.LogM
 			if err != nil {
 				return fmt.Errorf("read partition %d: %w", p, err)
 			}
+			if md.Sequence.Consumer != delivered+1 {
+				return fmt.Errorf("read partition %d: delivery gap (consumer sequence %d after %d)", p, md.Sequence.Consumer, delivered)
+			}
+			delivered = md.Sequence.Consumer
 			if err := fn(abacus.LogMessage{Partition: p, Sequence: md.Sequence.Stream, Data: m.Data()}); err != nil {
 				return err
 			}
