@@ -16,11 +16,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"runtime/pprof"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/abacus-billing/abacus"
@@ -58,6 +55,32 @@ type Config struct {
 	// at least 2s); EngineSkip skips that phase.
 	EngineDuration time.Duration
 	EngineSkip     bool
+
+	// Sustain is the open-loop phase after the peak phase: requests of
+	// Batch events on a fixed schedule at LoadFraction (default 0.7) of the
+	// end-to-end rate the peak phase measured, for Sustain (default
+	// Duration). It measures latency without coordinated omission, the
+	// freshness of usage (202 → visible in GET /v1/usage) with a probe, and
+	// memory over time. SustainSkip skips it.
+	Sustain      time.Duration
+	LoadFraction float64
+	SustainSkip  bool
+	// SingleRate is the single-event phase: requests of one event each, open
+	// loop at SingleRate events/s (default 30,000) from SingleConcurrency
+	// senders (default 256) for SingleDuration (default 10s). SingleSkip
+	// skips it.
+	SingleRate        float64
+	SingleConcurrency int
+	SingleDuration    time.Duration
+	SingleSkip        bool
+	// QueryEvents > 0 runs the query phase: load that many more events
+	// (batches of 1,000) with times spread over the last QueryDays (default
+	// 30) days, then time Queries (default 200) GET /v1/usage calls, each
+	// for one random customer, the sum meter, the whole span, hourly
+	// windows.
+	QueryEvents int64
+	QueryDays   int
+	Queries     int
 	// VisibleTimeout bounds the wait for aggregation (default 5 min).
 	VisibleTimeout time.Duration
 	// CPUProfile, when set, receives a CPU profile of the load phase (send
@@ -79,6 +102,13 @@ func (c *Config) defaults() {
 	c.EventBytes = cmp.Or(c.EventBytes, 250)
 	c.EngineDuration = cmp.Or(c.EngineDuration, max(c.Duration/3, 2*time.Second))
 	c.VisibleTimeout = cmp.Or(c.VisibleTimeout, 5*time.Minute)
+	c.Sustain = cmp.Or(c.Sustain, c.Duration)
+	c.LoadFraction = cmp.Or(c.LoadFraction, 0.7)
+	c.SingleRate = cmp.Or(c.SingleRate, 30000)
+	c.SingleConcurrency = cmp.Or(c.SingleConcurrency, 256)
+	c.SingleDuration = cmp.Or(c.SingleDuration, 10*time.Second)
+	c.QueryDays = cmp.Or(c.QueryDays, 30)
+	c.Queries = cmp.Or(c.Queries, 200)
 }
 
 // Validate reports every problem of c at once.
@@ -104,6 +134,15 @@ func (c *Config) Validate() error {
 	}
 	if c.EventBytes < 150 || c.EventBytes > 60000 {
 		p.Add("event-bytes", "must be 150..60000 (the fixed fields take ~150 bytes), got %d", c.EventBytes)
+	}
+	if c.LoadFraction < 0 || c.LoadFraction > 1 {
+		p.Add("load-fraction", "must be in (0, 1], got %v", c.LoadFraction)
+	}
+	if c.SingleRate < 0 || c.SingleConcurrency < 0 || c.QueryEvents < 0 || c.Queries < 0 {
+		p.Add("single-rate", "rates, concurrencies and counts must be >= 0")
+	}
+	if c.QueryDays < 0 || c.QueryDays > 34 {
+		p.Add("query-days", "must be 1..34 (events older than the backdating window of 35 days are rejected), got %d", c.QueryDays)
 	}
 	if c.Durability != jetstream.Strict && c.Durability != jetstream.Relaxed {
 		p.Add("durability", "must be strict or relaxed, got %q", c.Durability)
@@ -144,10 +183,21 @@ type Report struct {
 	LatencyP999 time.Duration `json:"latency_p999_ns"`
 	LatencyMax  time.Duration `json:"latency_max_ns"`
 
-	// PeakRSSBytes is VmHWM of this process after the load phase (server
+	// CPUPerEvent is the CPU time (user + system) of this process from the
+	// first send until every event was visible, per distinct event: the
+	// cost of one event through the whole pipeline, load generator
+	// included, and a figure other processes on the machine do not
+	// distort the way they distort rates. 0 with a remote URL.
+	CPUPerEvent time.Duration `json:"cpu_per_event_ns"`
+
+	// PeakRSSBytes is VmHWM of this process at the end of the run (server
 	// and load generator together); 0 with a remote URL.
 	PeakRSSBytes int64  `json:"peak_rss_bytes"`
 	RSSNote      string `json:"rss_note,omitempty"`
+
+	Sustained *PhaseReport `json:"sustained,omitempty"`
+	Single    *PhaseReport `json:"single,omitempty"`
+	Query     *QueryReport `json:"query,omitempty"`
 
 	Engine *EngineReport `json:"engine,omitempty"`
 	// RatioAccepted is AcceptedPerSec / Engine.AppendPerSec; RatioEndToEnd
@@ -158,7 +208,8 @@ type Report struct {
 
 // Run runs the benchmark: set up meters and customers, drive load for
 // Duration, wait until every accepted event is visible in usage totals,
-// then measure the raw engine. A count mismatch is reported in
+// then run the sustained, single-event and query phases that are not
+// skipped, then measure the raw engine. A count mismatch is reported in
 // Report.Mismatch and as an error wrapping ErrMismatch, with the report.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
 	cfg.defaults()
@@ -179,17 +230,25 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	} else {
 		rep.Durability = "server's own"
 	}
+	local := srv != nil
 	c := client.New(cfg.URL, cfg.Key, client.WithRetries(3))
 	run := newRun(cfg)
 	if err := run.setup(ctx, c); err != nil {
 		return nil, err
+	}
+	var mem *memSampler
+	if local {
+		mem = startMemSampler()
+		defer mem.stop()
 	}
 	if cfg.CPUProfile != nil {
 		if err := pprof.StartCPUProfile(cfg.CPUProfile); err != nil {
 			return nil, fmt.Errorf("cpu profile: %w", err)
 		}
 	}
-	load, err := run.load(ctx, c)
+	cpu0 := cpuTime()
+	load, err := run.load(ctx, c, phase{name: "peak", batch: cfg.Batch, concurrency: cfg.Concurrency,
+		duration: cfg.Duration, rate: cfg.Rate, gen: run.gen})
 	if err == nil {
 		err = run.waitVisible(ctx, c, load, rep)
 	}
@@ -200,7 +259,37 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	load.fill(rep)
-	if strings.HasPrefix(rep.Target, "in-process") {
+	if local && rep.DistinctAccepted > 0 {
+		rep.CPUPerEvent = (cpuTime() - cpu0) / time.Duration(rep.DistinctAccepted)
+	}
+	if !cfg.SustainSkip && rep.Mismatch == "" {
+		peak := rep.AggregatedPerSec
+		if rep.AcceptedPerSec > 0 {
+			peak = min(peak, rep.AcceptedPerSec)
+		}
+		rate := cfg.LoadFraction * peak / float64(cfg.Batch)
+		if rep.Sustained, err = run.openLoop(ctx, c, mem, phase{name: "sustained", batch: cfg.Batch,
+			concurrency: cfg.Concurrency * 4, duration: cfg.Sustain, rate: rate, gen: run.gen, worker: 1000}); err != nil {
+			return rep, err
+		}
+	}
+	if !cfg.SingleSkip && rep.Mismatch == "" {
+		if rep.Single, err = run.openLoop(ctx, c, mem, phase{name: "single", batch: 1, concurrency: cfg.SingleConcurrency,
+			duration: cfg.SingleDuration, rate: cfg.SingleRate, gen: run.gen, worker: 2000}); err != nil {
+			return rep, err
+		}
+	}
+	if cfg.QueryEvents > 0 && rep.Mismatch == "" {
+		if rep.Query, err = run.queryPhase(ctx, c); err != nil {
+			return rep, err
+		}
+	}
+	for _, ph := range []*PhaseReport{rep.Sustained, rep.Single} {
+		if ph != nil && ph.Mismatch != "" && rep.Mismatch == "" {
+			rep.Mismatch = ph.Mismatch
+		}
+	}
+	if local {
 		rep.PeakRSSBytes, err = peakRSS()
 		rep.RSSNote = "VmHWM of the bench process: server and load generator together"
 		if err != nil {
@@ -236,76 +325,78 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 // the server acknowledged: an event was lost or counted twice.
 var ErrMismatch = errors.New("aggregated total differs from distinct accepted events")
 
-// waitVisible polls the all-events count meter through the API until it
-// reaches the distinct accepted events and stays there, so the figure is
-// end to end (HTTP → log → aggregator → store → query).
+// waitVisible waits until the peak phase's events are visible and fills
+// the report's end-to-end figures.
 func (r *run) waitVisible(ctx context.Context, c *client.Client, l *loadResult, rep *Report) error {
-	want := l.distinct
-	q := client.UsageQuery{Meter: r.meterKeys[0], From: l.first.UTC().Truncate(time.Minute).Add(-time.Minute)}
+	r.distinct += l.distinct
+	got, visible, err := r.waitCount(ctx, c, r.distinct, l.failed)
+	if err != nil {
+		return err
+	}
+	rep.Aggregated = got
+	rep.VisibleSeconds = visible.Sub(l.first).Seconds()
+	rep.AggregatedPerSec = float64(l.distinct) / rep.VisibleSeconds
+	rep.Mismatch = r.mismatch(got, l.failed)
+	return nil
+}
+
+// waitCount polls the all-events count meter through the API until it
+// reaches want and returns the count and when it got there, so that
+// figures are end to end (HTTP → log → aggregator → store → query).
+func (r *run) waitCount(ctx context.Context, c *client.Client, want, failed int64) (int64, time.Time, error) {
+	q := client.UsageQuery{Meter: r.meterKeys[0], From: r.from}
 	deadline := time.Now().Add(r.cfg.VisibleTimeout)
-	var got int64
-	for {
+	count := func() (int64, error) {
 		res, err := c.Usage(ctx, q)
 		if err != nil {
-			return fmt.Errorf("usage query: %w", err)
+			return 0, fmt.Errorf("usage query: %w", err)
 		}
-		got = 0
+		var got int64
 		for _, row := range res.Rows {
 			got += row.Count
 		}
-		if got >= want {
-			break
+		return got, nil
+	}
+	var got int64
+	for {
+		var err error
+		if got, err = count(); err != nil {
+			return 0, time.Time{}, err
 		}
-		if time.Now().After(deadline) {
+		if got >= want || time.Now().After(deadline) {
 			break
 		}
 		select {
 		case <-time.After(20 * time.Millisecond):
 		case <-ctx.Done():
-			return ctx.Err()
+			return 0, time.Time{}, ctx.Err()
 		}
 	}
-	visible := time.Since(l.first)
-	if got == want && l.failed > 0 {
+	visible := time.Now()
+	if got == want && failed > 0 {
 		// Failed requests may still have reached the log; give them a
 		// moment to show up so that the mismatch check sees them.
 		time.Sleep(2 * time.Second)
-		if res, err := c.Usage(ctx, q); err == nil {
-			got = 0
-			for _, row := range res.Rows {
-				got += row.Count
-			}
+		if n, err := count(); err == nil {
+			got = n
 		}
 	}
-	rep.Aggregated = got
-	rep.VisibleSeconds = visible.Seconds()
-	rep.AggregatedPerSec = float64(want) / visible.Seconds()
-	if got != want {
-		rep.Mismatch = fmt.Sprintf("usage count of meter %s is %d, distinct accepted events %d (difference %+d; %d requests failed after retries)",
-			q.Meter, got, want, got-want, l.failed)
-		if got < want {
-			rep.Mismatch += fmt.Sprintf("; gave up waiting after %s", r.cfg.VisibleTimeout)
-		}
-	}
-	return nil
+	return got, visible, nil
 }
 
-// peakRSS reads VmHWM (peak resident set) of this process.
-func peakRSS() (int64, error) {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0, err
+// mismatch describes a difference between the counted and the distinct
+// accepted events of the run so far ("" when equal).
+func (r *run) mismatch(got, failed int64) string {
+	want := r.distinct
+	if got == want {
+		return ""
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			f := strings.Fields(v) // "123456 kB"
-			if len(f) == 2 && f[1] == "kB" {
-				n, err := strconv.ParseInt(f[0], 10, 64)
-				return n * 1024, err
-			}
-		}
+	m := fmt.Sprintf("usage count of meter %s is %d, distinct accepted events %d (difference %+d; %d requests failed after retries)",
+		r.meterKeys[0], got, want, got-want, failed)
+	if got < want {
+		m += fmt.Sprintf("; gave up waiting after %s", r.cfg.VisibleTimeout)
 	}
-	return 0, errors.New("no VmHWM in /proc/self/status")
+	return m
 }
 
 // percentiles sorts lat and returns the requested quantiles.

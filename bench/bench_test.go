@@ -16,7 +16,9 @@ func TestRun(t *testing.T) {
 		t.Skip("runs a server for a few seconds")
 	}
 	rep, err := Run(context.Background(), Config{Duration: 2 * time.Second, Batch: 20, Concurrency: 4, Customers: 20,
-		DupRate: 0.1, EngineDuration: time.Second, VisibleTimeout: time.Minute})
+		DupRate: 0.1, EngineDuration: time.Second, VisibleTimeout: time.Minute,
+		Sustain: 2 * time.Second, SingleRate: 100, SingleConcurrency: 8, SingleDuration: time.Second,
+		QueryEvents: 3000, QueryDays: 2, Queries: 5})
 	if err != nil {
 		t.Fatalf("Run: %v (report %+v)", err, rep)
 	}
@@ -41,6 +43,24 @@ func TestRun(t *testing.T) {
 	if rep.Engine == nil || rep.Engine.Events == 0 || rep.RatioAccepted <= 0 || rep.RatioEndToEnd <= 0 {
 		t.Errorf("engine %+v, ratios %v %v", rep.Engine, rep.RatioAccepted, rep.RatioEndToEnd)
 	}
+	if rep.CPUPerEvent <= 0 {
+		t.Errorf("CPU per event not measured")
+	}
+	for name, p := range map[string]*PhaseReport{"sustained": rep.Sustained, "single": rep.Single} {
+		if p == nil {
+			t.Errorf("%s phase missing", name)
+			continue
+		}
+		if p.Requests == 0 || p.Failed != 0 || p.FreshnessSamples == 0 || p.FreshnessP99 <= 0 || p.LatencyP99 <= 0 || p.RSSMaxBytes <= 0 {
+			t.Errorf("%s phase: %+v", name, p)
+		}
+	}
+	if rep.Single != nil && (rep.Single.Batch != 1 || rep.Single.Requests != 100) {
+		t.Errorf("single phase: batch %d, %d requests; want 1 and 100 (1 s at 100/s)", rep.Single.Batch, rep.Single.Requests)
+	}
+	if q := rep.Query; q == nil || q.Events < 2900 || q.LatencyP99 <= 0 || q.RowsPerQuery <= 0 {
+		t.Errorf("query phase: %+v", q)
+	}
 }
 
 // TestRunOpenLoop checks that open loop keeps to the schedule.
@@ -49,7 +69,7 @@ func TestRunOpenLoop(t *testing.T) {
 		t.Skip("runs a server for a few seconds")
 	}
 	rep, err := Run(context.Background(), Config{Duration: 2 * time.Second, Batch: 10, Concurrency: 4, Customers: 10,
-		Rate: 50, EngineSkip: true, VisibleTimeout: time.Minute})
+		Rate: 50, EngineSkip: true, VisibleTimeout: time.Minute, SustainSkip: true, SingleSkip: true})
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}

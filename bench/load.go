@@ -21,12 +21,26 @@ type run struct {
 	eventType string
 	meterKeys []string // [0] counts every event
 	gen       *generator
+	// probeType and probeMeter are the freshness probe's event type and
+	// its count meter, apart from the load's.
+	probeType, probeMeter string
+	// from is where usage queries of the run start: before every event
+	// time the run sends.
+	from time.Time
+	// distinct sums the distinct accepted events of every phase so far:
+	// what meterKeys[0] must count.
+	distinct int64
 }
 
 func newRun(cfg Config) *run {
 	r := &run{cfg: cfg, id: randomHex(4)}
 	r.eventType = "bench_" + r.id
+	r.probeType, r.probeMeter = "bench_probe_"+r.id, "bench_probe_"+r.id
 	r.gen = &generator{runID: r.id, eventType: r.eventType, customers: cfg.Customers, eventBytes: cfg.EventBytes}
+	r.from = time.Now().UTC().Truncate(time.Minute).Add(-time.Minute)
+	if cfg.QueryEvents > 0 {
+		r.from = r.from.Add(-time.Duration(cfg.QueryDays) * 24 * time.Hour)
+	}
 	return r
 }
 
@@ -51,6 +65,10 @@ func (r *run) setup(ctx context.Context, c *client.Client) error {
 		}
 		r.meterKeys = append(r.meterKeys, m.Key)
 	}
+	probe := abacus.Meter{Key: r.probeMeter, EventType: r.probeType, Aggregation: abacus.AggCount}
+	if _, err := c.CreateMeter(ctx, probe); err != nil {
+		return fmt.Errorf("create meter %s: %w", probe.Key, err)
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(8)
 	for i := range r.cfg.Customers {
@@ -74,6 +92,9 @@ type generator struct {
 	eventType  string
 	customers  int
 	eventBytes int
+	// spread > 0 gives events times spread uniformly over the spread
+	// before now (the query phase's month of history); 0 gives now.
+	spread time.Duration
 }
 
 var (
@@ -96,6 +117,9 @@ func (g *generator) event(rng *rand.Rand, w int, n int64, now time.Time) synth {
 		id:       "b" + g.runID + "-" + strconv.Itoa(w) + "-" + strconv.FormatInt(n, 10),
 		customer: customerID(rng.IntN(g.customers)),
 		time:     now.Truncate(time.Millisecond),
+	}
+	if g.spread > 0 {
+		s.time = now.Add(-time.Duration(rng.Int64N(int64(g.spread)))).Truncate(time.Millisecond)
 	}
 	p := make([]byte, 0, g.eventBytes)
 	p = append(p, `{"tokens":`...)
@@ -164,23 +188,41 @@ func (l *loadResult) fill(rep *Report) {
 	rep.LatencyP50, rep.LatencyP99, rep.LatencyP999, rep.LatencyMax = p[0], p[1], p[2], p[3]
 }
 
-// load drives the server for Duration from Concurrency senders.
-func (r *run) load(ctx context.Context, c *client.Client) (*loadResult, error) {
-	cfg := r.cfg
+// phase is one load phase: how requests are shaped and paced.
+type phase struct {
+	name        string
+	batch       int
+	concurrency int
+	duration    time.Duration
+	// rate > 0 runs open loop at rate requests per second; 0 closed loop.
+	rate float64
+	// events > 0 stops the phase once that many events were sent (the
+	// duration still bounds it).
+	events int64
+	gen    *generator
+	// worker offsets sender numbers so that event ids of different phases
+	// never collide.
+	worker int
+}
+
+// load drives the server through one phase.
+func (r *run) load(ctx context.Context, c *client.Client, ph phase) (*loadResult, error) {
 	var (
 		mu       sync.Mutex
 		total    loadResult
 		next     atomic.Int64 // open loop: the next request's slot
+		budget   atomic.Int64 // events left when ph.events > 0
 		progress atomic.Int64 // accepted events, for the progress line
 	)
+	budget.Store(ph.events)
 	start := time.Now()
-	deadline := start.Add(cfg.Duration)
-	stopProgress := r.progress(start, &progress)
+	deadline := start.Add(ph.duration)
+	stopProgress := r.progress(ph.name, start, &progress)
 	defer stopProgress()
 	var wg sync.WaitGroup
-	for w := range cfg.Concurrency {
+	for w := range ph.concurrency {
 		wg.Go(func() {
-			l := r.sender(ctx, c, w, start, deadline, &next, &progress)
+			l := r.sender(ctx, c, &ph, ph.worker+w, start, deadline, &next, &budget, &progress)
 			mu.Lock()
 			defer mu.Unlock()
 			total.requests += l.requests
@@ -202,26 +244,26 @@ func (r *run) load(ctx context.Context, c *client.Client) (*loadResult, error) {
 		return nil, err
 	}
 	if total.requests == 0 {
-		return nil, fmt.Errorf("no request was sent")
+		return nil, fmt.Errorf("%s: no request was sent", ph.name)
 	}
 	return &total, nil
 }
 
 // sender is one concurrent sender. Duplicates resend an event this sender
 // had acknowledged, so each is exactly one repeat of a counted event.
-func (r *run) sender(ctx context.Context, c *client.Client, w int, start, deadline time.Time, next, progress *atomic.Int64) loadResult {
+func (r *run) sender(ctx context.Context, c *client.Client, ph *phase, w int, start, deadline time.Time, next, budget, progress *atomic.Int64) loadResult {
 	cfg := r.cfg
 	var l loadResult
 	rng := rand.New(rand.NewPCG(uint64(w), uint64(start.UnixNano())))
 	const ringSize = 512
 	var ring []synth // accepted events, candidates for duplicates
 	var n int64
-	batch := make([]synth, 0, cfg.Batch)
-	isNew := make([]bool, 0, cfg.Batch)
+	batch := make([]synth, 0, ph.batch)
+	isNew := make([]bool, 0, ph.batch)
 	var body []byte
 	var interval time.Duration
-	if cfg.Rate > 0 {
-		interval = time.Duration(float64(time.Second) / cfg.Rate)
+	if ph.rate > 0 {
+		interval = time.Duration(float64(time.Second) / ph.rate)
 	}
 	for ctx.Err() == nil {
 		sched := time.Now()
@@ -236,15 +278,18 @@ func (r *run) sender(ctx context.Context, c *client.Client, w int, start, deadli
 		} else if !sched.Before(deadline) {
 			break
 		}
+		if ph.events > 0 && budget.Add(-int64(ph.batch)) < 0 {
+			break
+		}
 		batch, isNew = batch[:0], isNew[:0]
 		body = append(body[:0], '[')
 		now := time.Now()
-		for i := range cfg.Batch {
+		for i := range ph.batch {
 			var s synth
 			if len(ring) > 0 && cfg.DupRate > 0 && rng.Float64() < cfg.DupRate {
 				s, isNew = ring[rng.IntN(len(ring))], append(isNew, false)
 			} else {
-				s, isNew = r.gen.event(rng, w, n, now), append(isNew, true)
+				s, isNew = ph.gen.event(rng, w, n, now), append(isNew, true)
 				n++
 			}
 			batch = append(batch, s)
@@ -290,7 +335,7 @@ func (r *run) sender(ctx context.Context, c *client.Client, w int, start, deadli
 }
 
 // progress prints accepted events every 5 s to cfg.Progress until stopped.
-func (r *run) progress(start time.Time, accepted *atomic.Int64) (stop func()) {
+func (r *run) progress(name string, start time.Time, accepted *atomic.Int64) (stop func()) {
 	if r.cfg.Progress == nil {
 		return func() {}
 	}
@@ -303,7 +348,7 @@ func (r *run) progress(start time.Time, accepted *atomic.Int64) (stop func()) {
 			select {
 			case <-t.C:
 				el := time.Since(start).Seconds()
-				fmt.Fprintf(r.cfg.Progress, "  %4.0fs  %d events accepted (%.0f/s)\n", el, accepted.Load(), float64(accepted.Load())/el)
+				fmt.Fprintf(r.cfg.Progress, "  %s %4.0fs  %d events accepted (%.0f/s)\n", name, el, accepted.Load(), float64(accepted.Load())/el)
 			case <-done:
 				return
 			}

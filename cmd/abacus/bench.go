@@ -36,6 +36,16 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 	fs.Float64Var(&cfg.Rate, "rate", 0, "open loop: requests per second on a fixed schedule (0 = closed loop)")
 	fs.DurationVar(&cfg.EngineDuration, "engine-duration", 0, "raw engine append phase (default duration/3, at least 2s)")
 	fs.BoolVar(&cfg.EngineSkip, "no-engine", false, "skip the raw engine measurement")
+	fs.DurationVar(&cfg.Sustain, "sustain", 0, "open-loop phase at --load-fraction of the measured end-to-end peak (default: --duration)")
+	fs.Float64Var(&cfg.LoadFraction, "load-fraction", 0.7, "rate of the sustained phase, as a fraction of the peak")
+	fs.BoolVar(&cfg.SustainSkip, "no-sustain", false, "skip the sustained open-loop phase")
+	fs.Float64Var(&cfg.SingleRate, "single-rate", 30000, "single-event phase: one event per request, open loop at this many events/s")
+	fs.IntVar(&cfg.SingleConcurrency, "single-concurrency", 256, "senders of the single-event phase")
+	fs.DurationVar(&cfg.SingleDuration, "single-duration", 10*time.Second, "single-event phase")
+	fs.BoolVar(&cfg.SingleSkip, "no-single", false, "skip the single-event phase")
+	fs.Int64Var(&cfg.QueryEvents, "query-events", 0, "query phase: load this many more events over --query-days, then time usage queries (0: skip; 10000000 takes minutes, see docs/BENCHMARKS.md)")
+	fs.IntVar(&cfg.QueryDays, "query-days", 30, "days the query phase's events span")
+	fs.IntVar(&cfg.Queries, "queries", 200, "usage queries the query phase times")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the load phase to this file (in-process: server and load generator)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
@@ -82,15 +92,42 @@ func printBench(w io.Writer, r *bench.Report) {
 		loop = fmt.Sprintf("open loop at %.0f req/s (%.0f events/s)", r.Rate, r.Rate*float64(r.Batch))
 	}
 	fmt.Fprintf(tw, "target\t%s, durability %s\n", r.Target, r.Durability)
-	fmt.Fprintf(tw, "load\t%s, batch %d, concurrency %d, %d customers, %d meters, dup rate %.2f, %d B/event\n",
+	fmt.Fprintf(tw, "peak load\t%s, batch %d, concurrency %d, %d customers, %d meters, dup rate %.2f, %d B/event\n",
 		loop, r.Batch, r.Concurrency, r.Customers, r.Meters, r.DupRate, r.EventBytes)
-	fmt.Fprintf(tw, "requests\t%d in %.1fs (%d failed after retries)\n", r.Requests, r.SendSeconds, r.FailedRequests)
-	fmt.Fprintf(tw, "events\t%d sent, %d accepted (%d distinct), %d rejected\n", r.EventsSent, r.EventsAccepted, r.DistinctAccepted, r.EventsRejected)
-	fmt.Fprintf(tw, "accepted\t%.0f events/s\n", r.AcceptedPerSec)
-	fmt.Fprintf(tw, "aggregated\t%.0f events/s (%d distinct visible in GET /v1/usage %.1fs after the first send)\n", r.AggregatedPerSec, r.Aggregated, r.VisibleSeconds)
-	fmt.Fprintf(tw, "latency\tp50 %s  p99 %s  p99.9 %s  max %s\n", ms(r.LatencyP50), ms(r.LatencyP99), ms(r.LatencyP999), ms(r.LatencyMax))
+	fmt.Fprintf(tw, "  requests\t%d in %.1fs (%d failed after retries)\n", r.Requests, r.SendSeconds, r.FailedRequests)
+	fmt.Fprintf(tw, "  events\t%d sent, %d accepted (%d distinct), %d rejected\n", r.EventsSent, r.EventsAccepted, r.DistinctAccepted, r.EventsRejected)
+	fmt.Fprintf(tw, "  accepted\t%.0f events/s\n", r.AcceptedPerSec)
+	fmt.Fprintf(tw, "  end to end\t%.0f events/s (%d distinct visible in GET /v1/usage %.1fs after the first send)\n", r.AggregatedPerSec, r.Aggregated, r.VisibleSeconds)
+	fmt.Fprintf(tw, "  latency\tp50 %s  p99 %s  p99.9 %s  max %s\n", ms(r.LatencyP50), ms(r.LatencyP99), ms(r.LatencyP999), ms(r.LatencyMax))
+	if r.CPUPerEvent > 0 {
+		fmt.Fprintf(tw, "  CPU\t%.1f µs per event (whole process, load generator included)\n", float64(r.CPUPerEvent)/1e3)
+	}
+	for _, ph := range []struct {
+		name string
+		p    *bench.PhaseReport
+	}{{"sustained", r.Sustained}, {"single event", r.Single}} {
+		p := ph.p
+		if p == nil {
+			continue
+		}
+		fmt.Fprintf(tw, "%s\topen loop, batch %d, %.0f events/s scheduled for %.1fs, %d senders\n", ph.name, p.Batch, p.TargetPerSec, p.Seconds, p.Concurrency)
+		fmt.Fprintf(tw, "  accepted\t%.0f events/s (%d requests, %d failed); all visible %.2fs after the last answer\n", p.AcceptedPerSec, p.Requests, p.Failed, p.DrainSeconds)
+		fmt.Fprintf(tw, "  latency\tp50 %s  p99 %s  p99.9 %s  max %s (from the scheduled send)\n", ms(p.LatencyP50), ms(p.LatencyP99), ms(p.LatencyP999), ms(p.LatencyMax))
+		fmt.Fprintf(tw, "  freshness\tp50 %s  p99 %s  max %s (202 → visible in GET /v1/usage, %d probes)\n", ms(p.FreshnessP50), ms(p.FreshnessP99), ms(p.FreshnessMax), p.FreshnessSamples)
+		if p.RSSMaxBytes > 0 {
+			fmt.Fprintf(tw, "  RSS\t%s after the first tenth, %s at the end, %s highest; CPU %.1f µs per event\n", mib(p.RSSEarlyBytes), mib(p.RSSEndBytes), mib(p.RSSMaxBytes), float64(p.CPUPerEvent)/1e3)
+		}
+		if p.Mismatch != "" {
+			fmt.Fprintf(tw, "  MISMATCH\t%s\n", p.Mismatch)
+		}
+	}
+	if q := r.Query; q != nil {
+		fmt.Fprintf(tw, "query\t%d events over %d days loaded and visible in %.1fs (%.0f events/s); %d events stored\n", q.Events, q.Days, q.LoadSeconds, q.LoadPerSec, q.StoredEvents)
+		fmt.Fprintf(tw, "  usage\t%d queries (one customer, sum meter, %d days, hourly windows, %.0f rows each): p50 %s  p99 %s  max %s\n",
+			q.Queries, q.Days, q.RowsPerQuery, ms(q.LatencyP50), ms(q.LatencyP99), ms(q.LatencyMax))
+	}
 	if r.PeakRSSBytes > 0 {
-		fmt.Fprintf(tw, "peak RSS\t%.0f MiB (%s)\n", float64(r.PeakRSSBytes)/(1<<20), r.RSSNote)
+		fmt.Fprintf(tw, "peak RSS\t%s (%s)\n", mib(r.PeakRSSBytes), r.RSSNote)
 	} else {
 		fmt.Fprintf(tw, "peak RSS\t%s\n", r.RSSNote)
 	}
@@ -104,5 +141,7 @@ func printBench(w io.Writer, r *bench.Report) {
 	}
 	tw.Flush()
 }
+
+func mib(b int64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1fms", float64(d)/float64(time.Millisecond)) }
