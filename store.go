@@ -31,7 +31,9 @@ type Store interface {
 	// ListAPIKeys returns the tenant's keys, oldest first.
 	ListAPIKeys(ctx context.Context, tenantID string) ([]*APIKey, error)
 
-	// CreateCustomer stores c. ECONFLICT if the id exists in the tenant.
+	// CreateCustomer stores c. ECONFLICT if the id exists in the tenant;
+	// EINVALID (field test_clock) if c.TestClock names no clock of the
+	// tenant.
 	CreateCustomer(ctx context.Context, c *Customer) error
 	// FindCustomer returns one customer. ENOTFOUND.
 	FindCustomer(ctx context.Context, tenantID, id string) (*Customer, error)
@@ -66,6 +68,7 @@ type Store interface {
 	ScanUniques(ctx context.Context, f RollupFilter, fn func(u *UniqueValue) error) error
 
 	SubscriptionStore
+	InvoiceStore
 }
 
 // ApplyTx is the write side of one aggregation transaction.

@@ -105,24 +105,37 @@ func (s *Store) ListAPIKeys(ctx context.Context, tenantID string) ([]*abacus.API
 	return out, rows.Err()
 }
 
-// CreateCustomer stores c. ECONFLICT if the id exists in the tenant.
+// CreateCustomer stores c. ECONFLICT if the id exists in the tenant;
+// EINVALID if c.TestClock names no clock of the tenant: the insert itself
+// checks, so it needs no transaction (and clocks are never deleted).
 func (s *Store) CreateCustomer(ctx context.Context, c *abacus.Customer) error {
-	_, err := s.pool.Exec(ctx, `INSERT INTO customers(tenant_id, id, name, currency, time_zone, metadata, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-		c.TenantID, c.ID, c.Name, c.Currency, c.TimeZone, mustJSON(c.Metadata), ns(c.CreatedAt))
+	tag, err := s.pool.Exec(ctx, `INSERT INTO customers(tenant_id, id, name, currency, time_zone, metadata, test_clock, created_at)
+		SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::text, $7::text, $8::bigint
+		WHERE $7::text IS NULL OR EXISTS (SELECT 1 FROM test_clocks WHERE tenant_id = $1 AND id = $7::text)`,
+		c.TenantID, c.ID, c.Name, c.Currency, c.TimeZone, mustJSON(c.Metadata), nullString(c.TestClock), ns(c.CreatedAt))
 	if isUniqueViolation(err) {
 		return abacus.Errorf(abacus.ECONFLICT, "customer %q already exists", c.ID)
+	} else if err != nil {
+		return err
 	}
-	return err
+	if tag.RowsAffected() == 0 {
+		return unknownClock(c.TestClock)
+	}
+	return nil
 }
 
-const customerColumns = `tenant_id, id, name, currency, time_zone, metadata, created_at`
+const customerColumns = `tenant_id, id, name, currency, time_zone, metadata, test_clock, created_at`
 
 func scanCustomer(row pgx.Row) (*abacus.Customer, error) {
 	var c abacus.Customer
 	var meta string
+	var clock *string
 	var created int64
-	if err := row.Scan(&c.TenantID, &c.ID, &c.Name, &c.Currency, &c.TimeZone, &meta, &created); err != nil {
+	if err := row.Scan(&c.TenantID, &c.ID, &c.Name, &c.Currency, &c.TimeZone, &meta, &clock, &created); err != nil {
 		return nil, err
+	}
+	if clock != nil {
+		c.TestClock = *clock
 	}
 	c.CreatedAt = fromNS(created)
 	return &c, json.Unmarshal([]byte(meta), &c.Metadata)

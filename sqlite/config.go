@@ -115,25 +115,36 @@ func (s *Store) ListAPIKeys(ctx context.Context, tenantID string) ([]*abacus.API
 	return out, rows.Err()
 }
 
-// CreateCustomer stores c.
+// CreateCustomer stores c. EINVALID if c.TestClock names no clock of the
+// tenant: the insert itself checks, so it needs no transaction (and clocks
+// are never deleted).
 func (s *Store) CreateCustomer(ctx context.Context, c *abacus.Customer) error {
-	_, err := s.w.ExecContext(ctx, `INSERT INTO customers(tenant_id, id, name, currency, time_zone, metadata, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		c.TenantID, c.ID, c.Name, c.Currency, c.TimeZone, mustJSON(c.Metadata), ns(c.CreatedAt))
+	res, err := s.w.ExecContext(ctx, `INSERT INTO customers(tenant_id, id, name, currency, time_zone, metadata, test_clock, created_at)
+		SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8
+		WHERE ?7 IS NULL OR EXISTS (SELECT 1 FROM test_clocks WHERE tenant_id = ?1 AND id = ?7)`,
+		c.TenantID, c.ID, c.Name, c.Currency, c.TimeZone, mustJSON(c.Metadata), nullString(c.TestClock), ns(c.CreatedAt))
 	if isUniqueViolation(err) {
 		return abacus.Errorf(abacus.ECONFLICT, "customer %q already exists", c.ID)
+	} else if err != nil {
+		return err
 	}
-	return err
+	if n, _ := res.RowsAffected(); n == 0 {
+		return unknownClock(c.TestClock)
+	}
+	return nil
 }
 
-const customerColumns = `tenant_id, id, name, currency, time_zone, metadata, created_at`
+const customerColumns = `tenant_id, id, name, currency, time_zone, metadata, test_clock, created_at`
 
 func scanCustomer(row interface{ Scan(...any) error }) (*abacus.Customer, error) {
 	var c abacus.Customer
 	var meta string
+	var clock sql.NullString
 	var created int64
-	if err := row.Scan(&c.TenantID, &c.ID, &c.Name, &c.Currency, &c.TimeZone, &meta, &created); err != nil {
+	if err := row.Scan(&c.TenantID, &c.ID, &c.Name, &c.Currency, &c.TimeZone, &meta, &clock, &created); err != nil {
 		return nil, err
 	}
+	c.TestClock = clock.String
 	c.CreatedAt = fromNS(created)
 	return &c, json.Unmarshal([]byte(meta), &c.Metadata)
 }

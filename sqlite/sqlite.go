@@ -81,22 +81,50 @@ func (s *Store) Close() error {
 	return errors.Join(s.w.Close(), s.r.Close())
 }
 
-// Ready pings the database and checks that every migration is applied.
+// Ready pings the database and checks that exactly the embedded migrations
+// are applied: none missing, none from a newer binary.
 func (s *Store) Ready(ctx context.Context) error {
-	var v int
-	if err := s.r.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&v); err != nil {
+	var applied string
+	err := s.r.QueryRowContext(ctx, `SELECT COALESCE(group_concat(version, ' ' ORDER BY version), '') FROM schema_migrations`).Scan(&applied)
+	if err != nil {
 		return fmt.Errorf("sqlite not ready: %w", err)
 	}
-	if want := len(migrationFiles()); v != want {
-		return fmt.Errorf("sqlite not ready: schema version %d, want %d", v, want)
+	if want := migrationVersions(); applied != want {
+		return fmt.Errorf("sqlite not ready: schema versions [%s], want [%s]", applied, want)
 	}
 	return nil
 }
 
+// migrationFiles returns the embedded migrations in the order they apply:
+// by the number their name starts with. Numbers need not be contiguous
+// (migrations written on parallel branches land in any order), so a
+// database may have a later number applied before an earlier one arrives;
+// migrate applies whatever is missing.
 func migrationFiles() []string {
 	names, _ := fs.Glob(migrations, "migrations/*.sql")
 	slices.Sort(names)
 	return names
+}
+
+// migrationVersion is the number a migration's file name starts with.
+func migrationVersion(name string) (int, error) {
+	v, err := strconv.Atoi(strings.SplitN(filepath.Base(name), "_", 2)[0])
+	if err != nil {
+		return 0, fmt.Errorf("migrate: bad migration name %s", name)
+	}
+	return v, nil
+}
+
+// migrationVersions is the version of every embedded migration, ascending,
+// as a space-separated list.
+func migrationVersions() string {
+	var vs []string
+	for _, name := range migrationFiles() {
+		if v, err := migrationVersion(name); err == nil {
+			vs = append(vs, strconv.Itoa(v))
+		}
+	}
+	return strings.Join(vs, " ")
 }
 
 // migrate applies the numbered migrations not applied yet, each in its own
@@ -106,9 +134,9 @@ func (s *Store) migrate(ctx context.Context) error {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	for _, name := range migrationFiles() {
-		version, err := strconv.Atoi(strings.SplitN(filepath.Base(name), "_", 2)[0])
+		version, err := migrationVersion(name)
 		if err != nil {
-			return fmt.Errorf("migrate: bad migration name %s", name)
+			return err
 		}
 		body, err := migrations.ReadFile(name)
 		if err != nil {
