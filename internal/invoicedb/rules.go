@@ -69,7 +69,7 @@ func CheckFinalization(f *abacus.Finalization) error {
 		p.Add("known_at", "is required")
 	}
 	if _, err := ParseAmount(f.Total); err != nil {
-		p.Add("total", "%s", err)
+		p.Add("total", "%s", abacus.ErrorMessage(err))
 	}
 	if f.Render == nil {
 		p.Add("render", "is required")
@@ -332,7 +332,7 @@ func CheckVoid(inv *abacus.Invoice) error {
 	case abacus.InvoiceVoid:
 		return abacus.Errorf(abacus.ECONFLICT, "invoice %q is already void", inv.ID)
 	}
-	return abacus.Errorf(abacus.ECONFLICT, "invoice %q is a %s: only a finalized invoice can be voided", inv.ID, inv.Status)
+	return abacus.Errorf(abacus.ECONFLICT, "invoice %q is %s, not finalized: only a finalized invoice can be voided", inv.ID, inv.Status)
 }
 
 // Void sets the void of inv.
@@ -344,7 +344,7 @@ func Void(inv *abacus.Invoice, at time.Time, reason string) {
 // CheckDelete refuses to delete an invoice that is not a draft.
 func CheckDelete(inv *abacus.Invoice) error {
 	if inv.Status != abacus.InvoiceDraft {
-		return abacus.Errorf(abacus.ECONFLICT, "invoice %q is %s: only a draft can be deleted", inv.ID, inv.Status)
+		return abacus.Errorf(abacus.ECONFLICT, "invoice %q is %s, not a draft: only a draft can be deleted", inv.ID, inv.Status)
 	}
 	return nil
 }
@@ -353,7 +353,7 @@ func CheckDelete(inv *abacus.Invoice) error {
 // finalized.
 func CheckCreditable(inv *abacus.Invoice) error {
 	if inv.Status != abacus.InvoiceFinalized {
-		return abacus.Errorf(abacus.ECONFLICT, "invoice %q is %s: credit notes apply to finalized invoices only", inv.ID, inv.Status)
+		return abacus.Errorf(abacus.ECONFLICT, "invoice %q is %s, not finalized: credit notes apply to finalized invoices only", inv.ID, inv.Status)
 	}
 	return nil
 }
