@@ -177,7 +177,7 @@ func (s *Store) FinalizeInvoice(ctx context.Context, tenantID, id string, f abac
 		}
 		// Locked rows are returned as last committed, so inv and the
 		// checks below see whatever a transaction holding them committed.
-		siblings, err := queryAll(ctx, tx, scanInvoiceDoc, `SELECT `+invoiceColumnsDoc+` FROM invoices
+		siblings, err := queryAll(ctx, tx, scanInvoice, `SELECT `+invoiceColumns+` FROM invoices
 			WHERE tenant_id = $1 AND subscription_id = $2 ORDER BY boundary FOR UPDATE`, tenantID, found.SubscriptionID)
 		if err != nil {
 			return err
@@ -244,9 +244,12 @@ func (s *Store) VoidInvoice(ctx context.Context, tenantID, id, reason string, no
 
 // knowledgeStamp takes the shared knowledge lock for the rest of tx and
 // returns the knowledge instant of tx's writes (see abacus.KnowledgeStore).
+// It must be tx's first statement, before any row lock.
 //
-// TODO(knowledge): stamp max(now, mark+1) with the knowledge helper's
-// stamp once migration 0003 (the barrier mark) is on main.
+// TODO(knowledge): main has no barrier yet, so the mark is the epoch and
+// max(now, mark+1) is now. The knowledge branch defines knowledgeStamp
+// with this signature in knowledge.go, reading the mark: when it lands,
+// delete this one (the duplicate definition will not compile).
 func knowledgeStamp(ctx context.Context, tx pgx.Tx, now func() time.Time) (time.Time, error) {
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock_shared(hashtextextended('abacus.knowledge/' || current_schema(), 0))`); err != nil {
 		return time.Time{}, err

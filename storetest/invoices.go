@@ -273,6 +273,10 @@ func testEnsureInvoiceInvalid(t *testing.T, s abacus.Store) {
 			`currency: unknown currency "XXX" (want an active ISO 4217 code such as USD)`},
 		{"boundary", func(inv *abacus.Invoice) { inv.Boundary = -1 }, "boundary: must not be negative, got -1"},
 		{"issue", func(inv *abacus.Invoice) { inv.IssueAt = time.Time{} }, "issue_at: is required"},
+		{"times", func(inv *abacus.Invoice) {
+			inv.PeriodStart, inv.IssueAt, inv.DueAt = time.Time{}, time.Time{}, time.Time{}
+		},
+			"period_start: is required; issue_at: is required; due_at: is required"},
 		{"period", func(inv *abacus.Invoice) { inv.PeriodStart = inv.IssueAt.Add(1) }, "period_start: must not be after issue_at"},
 		{"due", func(inv *abacus.Invoice) { inv.DueAt = inv.IssueAt.Add(-1) }, "due_at: must not be before issue_at"},
 		{"not a draft", func(inv *abacus.Invoice) { inv.Status, inv.Number = abacus.InvoiceFinalized, "INV-000001" },

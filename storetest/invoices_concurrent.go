@@ -63,6 +63,8 @@ func testImmutableByDatabase(t *testing.T, s abacus.Store, exec func(context.Con
 		{`DELETE FROM invoice_counters WHERE tenant_id = 'acme'`, "number series"},
 		{`UPDATE credit_note_counters SET last = 7 WHERE tenant_id = 'acme'`, "number series"},
 		{`DELETE FROM credit_note_counters WHERE tenant_id = 'acme'`, "number series"},
+		{`INSERT INTO invoice_counters(tenant_id, series, last) VALUES ('acme', 'fresh', 5)`, "number series start at one"},
+		{`INSERT INTO credit_note_counters(tenant_id, last) VALUES ('other', 2)`, "number series start at one"},
 	} {
 		err := exec(ctx, s, c.sql)
 		switch {

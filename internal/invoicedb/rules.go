@@ -47,13 +47,21 @@ func CheckDraft(inv *abacus.Invoice) error {
 	if inv.Boundary < 0 {
 		p.Add("boundary", "must not be negative, got %d", inv.Boundary)
 	}
-	switch {
-	case inv.IssueAt.IsZero():
-		p.Add("issue_at", "is required")
-	case inv.PeriodStart.After(inv.IssueAt):
-		p.Add("period_start", "must not be after issue_at")
-	case inv.DueAt.Before(inv.IssueAt):
-		p.Add("due_at", "must not be before issue_at")
+	for _, f := range []struct {
+		name string
+		t    time.Time
+	}{{"period_start", inv.PeriodStart}, {"issue_at", inv.IssueAt}, {"due_at", inv.DueAt}} {
+		if f.t.IsZero() {
+			p.Add(f.name, "is required")
+		}
+	}
+	if !inv.IssueAt.IsZero() {
+		if inv.PeriodStart.After(inv.IssueAt) {
+			p.Add("period_start", "must not be after issue_at")
+		}
+		if !inv.DueAt.IsZero() && inv.DueAt.Before(inv.IssueAt) {
+			p.Add("due_at", "must not be before issue_at")
+		}
 	}
 	if inv.Number != "" || inv.Sequence != 0 || inv.FinalizedAt != nil || inv.Total != "" ||
 		inv.VoidedAt != nil || inv.VoidReason != "" || inv.Document != nil {

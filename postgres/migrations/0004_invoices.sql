@@ -111,10 +111,16 @@ CREATE TABLE credit_note_counters (
     last      BIGINT NOT NULL CHECK (last >= 1)
 );
 
--- Counters only ever move by one and are never removed: a skipped or
--- reused number would be a gap or a duplicate in a legal series.
+-- Counters start at one, only ever move by one and are never removed: a
+-- skipped or reused number would be a gap or a duplicate in a legal series.
 CREATE FUNCTION number_series_step() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    IF TG_OP = 'INSERT' THEN
+        IF NEW.last = 1 THEN
+            RETURN NEW;
+        END IF;
+        RAISE EXCEPTION 'number series start at one' USING ERRCODE = 'integrity_constraint_violation';
+    END IF;
     -- The keys (every column but last) must not change either.
     IF TG_OP = 'UPDATE' AND NEW.last = OLD.last + 1 AND to_jsonb(NEW) - 'last' = to_jsonb(OLD) - 'last' THEN
         RETURN NEW;
@@ -123,9 +129,9 @@ BEGIN
         USING ERRCODE = 'integrity_constraint_violation';
 END
 $$;
-CREATE TRIGGER invoice_counters_step BEFORE UPDATE OR DELETE ON invoice_counters
+CREATE TRIGGER invoice_counters_step BEFORE INSERT OR UPDATE OR DELETE ON invoice_counters
     FOR EACH ROW EXECUTE FUNCTION number_series_step();
-CREATE TRIGGER credit_note_counters_step BEFORE UPDATE OR DELETE ON credit_note_counters
+CREATE TRIGGER credit_note_counters_step BEFORE INSERT OR UPDATE OR DELETE ON credit_note_counters
     FOR EACH ROW EXECUTE FUNCTION number_series_step();
 
 -- Credit notes are written once. body is the note (abacus.CreditNote);

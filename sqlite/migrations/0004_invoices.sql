@@ -99,8 +99,18 @@ CREATE TABLE credit_note_counters (
     last      INTEGER NOT NULL CHECK (last >= 1)
 ) WITHOUT ROWID;
 
--- Counters only ever move by one and are never removed: a skipped or
--- reused number would be a gap or a duplicate in a legal series.
+-- Counters start at one, only ever move by one and are never removed: a
+-- skipped or reused number would be a gap or a duplicate in a legal series.
+CREATE TRIGGER invoice_counters_start BEFORE INSERT ON invoice_counters
+WHEN NEW.last IS NOT 1
+BEGIN
+    SELECT RAISE(ABORT, 'number series start at one');
+END;
+CREATE TRIGGER credit_note_counters_start BEFORE INSERT ON credit_note_counters
+WHEN NEW.last IS NOT 1
+BEGIN
+    SELECT RAISE(ABORT, 'number series start at one');
+END;
 CREATE TRIGGER invoice_counters_step BEFORE UPDATE ON invoice_counters
 WHEN NEW.last IS NOT OLD.last + 1 OR NEW.tenant_id IS NOT OLD.tenant_id OR NEW.series IS NOT OLD.series
 BEGIN
