@@ -167,7 +167,7 @@ func meters() []*abacus.Meter {
 	}
 	ms = append(ms, &abacus.Meter{TenantID: "acme", Key: "f-sum", EventType: "req", Aggregation: abacus.AggSum, Value: "$.v",
 		GroupBy: map[string]string{"region": "$.region"},
-		Filter: []abacus.MeterFilter{{Path: "$.ok", Op: "exists"}, {Path: "$.region", Op: "in", Values: []json.RawMessage{[]byte(`"eu"`), []byte(`42`)}}}})
+		Filter:  []abacus.MeterFilter{{Path: "$.ok", Op: "exists"}, {Path: "$.region", Op: "in", Values: []json.RawMessage{[]byte(`"eu"`), []byte(`42`)}}}})
 	return ms
 }
 
