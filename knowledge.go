@@ -16,8 +16,8 @@ import (
 // later than K: a write stamped between K and asOf may still come, so what
 // is known of that future is exactly what is known at K.
 //
-// Every as-of read (usage, charges, invoices) goes through it, so the
-// rule lives in one place.
+// The as-of reads of usage and charges go through it, so that the rule
+// lives in one place. Errors are the store's.
 func StableAsOf(ctx context.Context, s KnowledgeStore, asOf time.Time, now func() time.Time) (time.Time, error) {
 	mark, err := s.LastBarrier(ctx)
 	if err != nil {

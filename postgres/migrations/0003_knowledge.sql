@@ -9,7 +9,7 @@ ALTER TABLE events ADD COLUMN applied_at BIGINT NOT NULL DEFAULT 0;
 
 -- ScanEvents reads one customer's events over a time range. Built inside
 -- the migration's transaction, so writes to events wait for it once, at
--- the upgrade (long on a large table: see docs/OPERATIONS.md, "Upgrades").
+-- the upgrade (long on a large table: see docs/OPERATIONS.md, "As-of reads").
 CREATE INDEX events_customer_time ON events(tenant_id, customer_id, time);
 
 -- The K of the last barrier: stamps are max(now, mark + 1), so a write
