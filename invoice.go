@@ -29,10 +29,15 @@ type KnowledgeStore interface {
 	// Barrier returns a knowledge instant K such that a read "as of K" is
 	// stable from now on. now is called after the exclusive lock is held.
 	Barrier(ctx context.Context, now func() time.Time) (time.Time, error)
+	// LastBarrier returns the K of the last barrier (the Unix epoch if
+	// none was taken): a read as of any instant up to it is stable
+	// already, without a new barrier (see StableAsOf).
+	LastBarrier(ctx context.Context) (time.Time, error)
 	// ScanEvents calls fn for each stored (first-received) event of one
 	// customer whose type is f.Type, whose event time is in [f.From, f.To)
 	// and which was aggregated at or before f.KnownBy (all, when KnownBy is
-	// zero), in event time order. fn must not keep e.
+	// zero), in event time order (then id). A zero From or To leaves that
+	// side open. fn must not keep e. EINVALID without a tenant or customer.
 	ScanEvents(ctx context.Context, f EventFilter, fn func(e *Event) error) error
 }
 

@@ -69,18 +69,30 @@ type Store interface {
 
 	SubscriptionStore
 	InvoiceStore
+	// KnowledgeStore: barriers and raw-event reads as of a knowledge
+	// instant (invoice.go, docs/ARCHITECTURE.md "Knowledge time").
+	KnowledgeStore
 }
 
 // ApplyTx is the write side of one aggregation transaction.
 type ApplyTx interface {
+	// Stamp returns the transaction's knowledge stamp, the instant its
+	// writes become known (see KnowledgeStore). The first call takes the
+	// shared knowledge lock and picks max(now(), mark+1), where mark is the
+	// last barrier; later calls return the same instant. Call it first,
+	// before any other statement: the lock is then always taken before any
+	// row lock, and a barrier waiting for it cannot close a deadlock.
+	Stamp(ctx context.Context, now func() time.Time) (time.Time, error)
 	// MetersVersion changes whenever any meter is created; the aggregator
 	// reloads its meter cache when it differs from the cached one.
 	MetersVersion(ctx context.Context) (int64, error)
 	// AllMeters returns the meters of every tenant.
 	AllMeters(ctx context.Context) ([]*Meter, error)
-	// InsertEvents inserts events whose (tenant, id) is not stored yet. The
-	// ids within one call are distinct. results[i] tells whether events[i]
-	// was inserted and, if not, the payload hash of the stored one.
+	// InsertEvents inserts events whose (tenant, id) is not stored yet,
+	// each known at the transaction's stamp; the transaction must be
+	// stamped (Stamp) before, else it fails with EINTERNAL. The ids within
+	// one call are distinct. results[i] tells whether events[i] was
+	// inserted and, if not, the payload hash of the stored one.
 	InsertEvents(ctx context.Context, events []AppliedEvent) (results []InsertResult, err error)
 	// RecordRepeats records events whose id was already stored: a duplicate
 	// increments the stored event's duplicate count, a conflict is also kept

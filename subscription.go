@@ -267,6 +267,13 @@ type SubscriptionStore interface {
 
 // SubscriptionTx is the write side of one subscription-consumer transaction.
 type SubscriptionTx interface {
+	// Stamp returns the transaction's knowledge stamp, as ApplyTx.Stamp
+	// does: the first call takes the shared knowledge lock and picks
+	// max(now(), mark+1), later calls return the same instant. A
+	// transaction that changes charges takes it first, before Lock, and
+	// uses it as recorded_at and superseded_at, so that charges read as of
+	// a barrier's K never change afterwards.
+	Stamp(ctx context.Context, now func() time.Time) (time.Time, error)
 	// Lock takes an exclusive lock on key until the transaction ends.
 	// Consumers of different partitions can touch the same subscription
 	// (two customers naming one subscription id) or event id, and the gap

@@ -2,8 +2,9 @@
 // from the log and turns them, exactly once, into raw events, dedup records
 // and rollups in the store.
 //
-// Exactly once: for each batch it writes, in ONE store transaction, the raw
-// events (the first event with an id wins), the repeats (duplicates and
+// Exactly once: for each batch it writes, in ONE store transaction stamped
+// with knowledge time, the raw events (the first event with an id wins),
+// the repeats (duplicates and
 // conflicts), the rollup deltas of the new events, and the log position of
 // every partition in the batch. The log is read from the stored position,
 // so a crash anywhere before the commit redelivers the batch and a crash
@@ -36,8 +37,12 @@ type Config struct {
 	// QueueMessages bounds the log messages read ahead per applier
 	// (default 16; a message holds up to ~1 MiB of events).
 	QueueMessages int
-	Logger        *slog.Logger
-	Metrics       *Metrics
+	// Clock gives the knowledge stamps of apply transactions (default the
+	// system clock): an event is known from the stamp of the transaction
+	// that stored it (docs/ARCHITECTURE.md, "Knowledge time").
+	Clock   abacus.Clock
+	Logger  *slog.Logger
+	Metrics *Metrics
 }
 
 // Aggregator consumes the log into the store. Start it once; Stop drains.
@@ -60,6 +65,9 @@ func New(cfg Config) *Aggregator {
 	cfg.Appliers = cmp.Or(cfg.Appliers, 1)
 	cfg.MaxBatchEvents = cmp.Or(cfg.MaxBatchEvents, 20000)
 	cfg.QueueMessages = cmp.Or(cfg.QueueMessages, 16)
+	if cfg.Clock == nil {
+		cfg.Clock = abacus.SystemClock{}
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -26,10 +26,10 @@ func messageEvents(msg []byte) int {
 type meterCache struct {
 	mu      sync.Mutex
 	version int64
-	byType  map[[2]string][]*compiledMeter
+	byType  map[[2]string][]*Meter
 }
 
-func (c *meterCache) get(ctx context.Context, tx abacus.ApplyTx) (map[[2]string][]*compiledMeter, error) {
+func (c *meterCache) get(ctx context.Context, tx abacus.ApplyTx) (map[[2]string][]*Meter, error) {
 	v, err := tx.MetersVersion(ctx)
 	if err != nil {
 		return nil, err
@@ -43,9 +43,9 @@ func (c *meterCache) get(ctx context.Context, tx abacus.ApplyTx) (map[[2]string]
 	if err != nil {
 		return nil, err
 	}
-	byType := map[[2]string][]*compiledMeter{}
+	byType := map[[2]string][]*Meter{}
 	for _, m := range all {
-		cm, err := compileMeter(m)
+		cm, err := CompileMeter(m)
 		if err != nil {
 			return nil, fmt.Errorf("meter %s/%s: %w", m.TenantID, m.Key, err)
 		}
@@ -98,6 +98,12 @@ func (a *Aggregator) apply(ctx context.Context, batch []abacus.LogMessage, event
 	var newCount, dupCount, conflictCount int
 	err := a.cfg.Store.Apply(ctx, func(tx abacus.ApplyTx) error {
 		newCount, dupCount, conflictCount = 0, 0, 0
+		// First: the stamp takes the knowledge lock before anything else
+		// (abacus.ApplyTx.Stamp), and every event this transaction inserts
+		// is known from it on.
+		if _, err := tx.Stamp(ctx, a.cfg.Clock.Now); err != nil {
+			return err
+		}
 		meters, err := a.meters.get(ctx, tx)
 		if err != nil {
 			return err
@@ -110,8 +116,7 @@ func (a *Aggregator) apply(ctx context.Context, batch []abacus.LogMessage, event
 		if err != nil {
 			return err
 		}
-		deltas := map[abacus.RollupKey]*abacus.RollupDelta{}
-		uniques := map[abacus.UniqueValue]struct{}{}
+		roll := NewRollup()
 		var repeats []abacus.Repeat
 		for i, r := range results {
 			e := &uniq[i]
@@ -121,7 +126,7 @@ func (a *Aggregator) apply(ctx context.Context, batch []abacus.LogMessage, event
 			}
 			newCount++
 			for j := range contribs[i] {
-				if err := addContribution(deltas, uniques, e, &contribs[i][j]); err != nil {
+				if err := roll.add(&e.Event, &contribs[i][j]); err != nil {
 					return err
 				}
 			}
@@ -143,18 +148,10 @@ func (a *Aggregator) apply(ctx context.Context, batch []abacus.LogMessage, event
 		if err := tx.RecordRepeats(ctx, repeats); err != nil {
 			return err
 		}
-		flat := make([]abacus.RollupDelta, 0, len(deltas))
-		for _, d := range deltas {
-			flat = append(flat, *d)
-		}
-		if err := tx.AddRollups(ctx, flat); err != nil {
+		if err := tx.AddRollups(ctx, roll.deltaList()); err != nil {
 			return err
 		}
-		uv := make([]abacus.UniqueValue, 0, len(uniques))
-		for u := range uniques {
-			uv = append(uv, u)
-		}
-		if err := tx.AddUniques(ctx, uv); err != nil {
+		if err := tx.AddUniques(ctx, roll.uniqueList()); err != nil {
 			return err
 		}
 		for p, s := range positions {
@@ -185,7 +182,7 @@ func repeat(e *abacus.AppliedEvent, stored [16]byte) abacus.Repeat {
 }
 
 // evaluateEvent fills e.Counted and e.Skipped and returns its contributions.
-func evaluateEvent(meters map[[2]string][]*compiledMeter, e *abacus.AppliedEvent) []contribution {
+func evaluateEvent(meters map[[2]string][]*Meter, e *abacus.AppliedEvent) []contribution {
 	ms := meters[[2]string{e.TenantID, e.Type}]
 	e.Counted, e.Skipped = nil, nil
 	if len(ms) == 0 {
@@ -211,34 +208,4 @@ func evaluateEvent(meters map[[2]string][]*compiledMeter, e *abacus.AppliedEvent
 		}
 	}
 	return out
-}
-
-func addContribution(deltas map[abacus.RollupKey]*abacus.RollupDelta, uniques map[abacus.UniqueValue]struct{}, e *abacus.AppliedEvent, c *contribution) error {
-	k := abacus.RollupKey{TenantID: e.TenantID, Meter: c.meter.Key, Customer: e.Customer, Group: c.group, Minute: floorDiv(e.Time.Unix(), 60)}
-	d := abacus.RollupDelta{RollupKey: k, Count: 1}
-	switch c.meter.Aggregation {
-	case abacus.AggCount:
-	case abacus.AggUniqueCount:
-		uniques[abacus.UniqueValue{RollupKey: k, Value: c.unique}] = struct{}{}
-	default:
-		d.HasValue = true
-		d.Sum.Set(&c.value)
-		d.Min.Set(&c.value)
-		d.Max.Set(&c.value)
-		d.Latest.Set(&c.value)
-		d.LatestTime, d.LatestID = e.Time.UnixNano(), e.ID
-	}
-	if cur, ok := deltas[k]; ok {
-		return cur.Merge(&d)
-	}
-	deltas[k] = &d
-	return nil
-}
-
-func floorDiv(a, b int64) int64 {
-	q := a / b
-	if a%b != 0 && (a < 0) != (b < 0) {
-		q--
-	}
-	return q
 }

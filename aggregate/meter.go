@@ -11,8 +11,11 @@ import (
 	"github.com/cockroachdb/apd/v3"
 )
 
-// compiledMeter is a meter with its paths parsed, ready to evaluate events.
-type compiledMeter struct {
+// Meter is a meter with its paths parsed, ready to evaluate events. It is
+// the one definition of what an event adds to a meter: the aggregator
+// evaluates it on every new event, and an as-of usage read (usage.Query
+// AsOf) on the stored raw events, both through Rollup.
+type Meter struct {
 	*abacus.Meter
 	value  []string
 	dims   []dimension // sorted by name: the group key is canonical
@@ -30,8 +33,10 @@ type compiledFilter struct {
 	values []string
 }
 
-func compileMeter(m *abacus.Meter) (*compiledMeter, error) {
-	c := &compiledMeter{Meter: m}
+// CompileMeter compiles m. It fails only on a path that does not parse,
+// which a stored meter cannot have.
+func CompileMeter(m *abacus.Meter) (*Meter, error) {
+	c := &Meter{Meter: m}
 	var err error
 	if m.Value != "" {
 		if c.value, err = abacus.ParsePath(m.Value); err != nil {
@@ -111,7 +116,7 @@ func scalarText(v any) (string, bool) {
 
 // contribution is what one event adds to one meter.
 type contribution struct {
-	meter  *compiledMeter
+	meter  *Meter
 	group  string
 	value  apd.Decimal // sum, min, max, avg, latest
 	unique string      // unique_count
@@ -121,7 +126,7 @@ type contribution struct {
 // a reason when the event has m's type but does not count, and ok=false
 // with an empty reason when a filter excludes it (that is the meter's
 // definition, not a problem of the event).
-func (m *compiledMeter) evaluate(p properties, c *contribution) (ok bool, reason string) {
+func (m *Meter) evaluate(p properties, c *contribution) (ok bool, reason string) {
 	for _, f := range m.filter {
 		v, present := p.lookup(f.path)
 		switch f.op {
@@ -178,7 +183,7 @@ func (m *compiledMeter) evaluate(p properties, c *contribution) (ok bool, reason
 
 // groupKey is the canonical JSON object of the meter's dimensions: names
 // sorted, values as canonical text, null when absent.
-func (m *compiledMeter) groupKey(p properties) string {
+func (m *Meter) groupKey(p properties) string {
 	if len(m.dims) == 0 {
 		return "{}"
 	}

@@ -97,7 +97,7 @@ func Start(ctx context.Context, c Config, logger *slog.Logger) (_ *App, err erro
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	a.Aggregator = aggregate.New(aggregate.Config{Log: a.Log, Store: a.Store, Appliers: c.Appliers, Logger: logger, Metrics: aggregate.NewMetrics(reg)})
+	a.Aggregator = aggregate.New(aggregate.Config{Log: a.Log, Store: a.Store, Appliers: c.Appliers, Clock: c.Clock, Logger: logger, Metrics: aggregate.NewMetrics(reg)})
 	if err := a.Aggregator.Start(ctx); err != nil {
 		return nil, err
 	}

@@ -35,8 +35,9 @@ type Config struct {
 	ShutdownTimeout time.Duration        // --shutdown-timeout, ABACUS_SHUTDOWN_TIMEOUT: default 30s
 	GapAlertAfter   time.Duration        // --subscription-gap-alert, ABACUS_SUBSCRIPTION_GAP_ALERT: default 15m
 
-	// Clock is "now" for ingest validation and defaults (no flag: tests and
-	// test clocks set it). Nil is the system clock.
+	// Clock is "now" for ingest validation and defaults, and for knowledge
+	// stamps and barriers (no flag: tests and test clocks set it). Nil is
+	// the system clock.
 	Clock abacus.Clock
 }
 

@@ -174,3 +174,72 @@ func render(rows []usage.Row) string {
 	}
 	return strings.Join(parts, " ")
 }
+
+// TestUsageAsOf: GET /v1/usage?as_of= answers with the usage known at an
+// instant, on both stores. Events aggregated later (also late events for
+// minutes that already had usage) are left out, the answer does not change
+// when it is asked again later, and as_of needs a customer.
+func TestUsageAsOf(t *testing.T) {
+	for _, store := range stores {
+		t.Run(store, func(t *testing.T) {
+			var now atomic.Pointer[time.Time]
+			t1 := time.Date(2026, 3, 30, 12, 0, 0, 0, time.UTC)
+			now.Store(&t1)
+			a := startWithClock(t, store, abacus.ClockFunc(func() time.Time { return *now.Load() }))
+			mustStatus(t, 201, call(t, a, "POST", "/v1/meters", "", `{"key":"tokens","event_type":"req","aggregation":"sum","value":"$.v"}`, nil), "meter")
+			send := func(events ...wireEvent) {
+				for i := range events {
+					events[i].Type, events[i].Customer = "req", "c-1"
+				}
+				mustStatus(t, 202, call(t, a, "POST", "/v1/events", "application/json", events, nil), "ingest")
+				catchUp(t, a)
+			}
+			get := func(query string) usage.Result {
+				var res usage.Result
+				path := "/v1/usage?meter=tokens&customer=c-1&from=2026-03-30T10:00:00Z&to=2026-03-30T12:00:00Z&window=hour" + query
+				mustStatus(t, 200, call(t, a, "GET", path, "", nil, &res), path)
+				return res
+			}
+			send(wireEvent{ID: "e1", Time: "2026-03-30T10:15:00Z", Properties: map[string]any{"v": 5}},
+				wireEvent{ID: "e2", Time: "2026-03-30T11:15:00Z", Properties: map[string]any{"v": 1}})
+			// Known at 12:00: the read takes a barrier at the clock.
+			first := get("&as_of=2026-03-30T12:00:00Z")
+			want := "2026-03-30T10:00Z..2026-03-30T11:00Z=5/1 2026-03-30T11:00Z..2026-03-30T12:00Z=1/1"
+			if got := render(first.Rows); got != want || first.AsOf == nil || !first.AsOf.Equal(t1) {
+				t.Fatalf("as of 12:00: %s as of %v, want %s as of %v", got, first.AsOf, want, t1)
+			}
+
+			// An hour later, a late event for 10:15's minute and a new one.
+			t2 := t1.Add(time.Hour)
+			now.Store(&t2)
+			send(wireEvent{ID: "e3", Time: "2026-03-30T10:15:30Z", Properties: map[string]any{"v": 2}},
+				wireEvent{ID: "e4", Time: "2026-03-30T11:59:00Z", Properties: map[string]any{"v": 3}})
+			if got, want := render(get("").Rows), "2026-03-30T10:00Z..2026-03-30T11:00Z=7/2 2026-03-30T11:00Z..2026-03-30T12:00Z=4/2"; got != want {
+				t.Fatalf("now: %s, want %s", got, want)
+			}
+			if again := get("&as_of=2026-03-30T12:00:00Z"); render(again.Rows) != want {
+				t.Fatalf("as of 12:00 asked again: %s, want %s", render(again.Rows), want)
+			}
+			if before := get("&as_of=2026-03-30T11:59:59.999999999Z"); len(before.Rows) != 0 {
+				t.Fatalf("as of before anything was aggregated: %s", render(before.Rows))
+			}
+			// A future as_of reads what is known now.
+			if future := get("&as_of=2030-01-01T00:00:00Z"); render(future.Rows) != "2026-03-30T10:00Z..2026-03-30T11:00Z=7/2 2026-03-30T11:00Z..2026-03-30T12:00Z=4/2" ||
+				future.AsOf == nil || future.AsOf.Before(t2) || future.AsOf.After(t2.Add(time.Second)) {
+				t.Fatalf("as of 2030: %s as of %v", render(future.Rows), future.AsOf)
+			}
+
+			var eb struct {
+				Error struct{ Code, Message string }
+			}
+			mustStatus(t, 400, call(t, a, "GET", "/v1/usage?meter=tokens&from=2026-03-30T10:00:00Z&as_of=2026-03-30T12:00:00Z", "", nil, &eb), "as_of without customer")
+			if !strings.Contains(eb.Error.Message, "customer: is required with as_of") {
+				t.Errorf("as_of without customer: %q", eb.Error.Message)
+			}
+			mustStatus(t, 400, call(t, a, "GET", "/v1/usage?meter=tokens&customer=c-1&from=2026-03-30T10:00:00Z&as_of=yesterday", "", nil, &eb), "bad as_of")
+			if !strings.Contains(eb.Error.Message, "as_of: must be an RFC 3339 time") {
+				t.Errorf("bad as_of: %q", eb.Error.Message)
+			}
+		})
+	}
+}

@@ -211,7 +211,10 @@ type ChargesResponse struct {
 }
 
 // getCharges lists the charge records: ?at=T those in force at T (time
-// travel over effective time), ?as_of=T as they were known at T.
+// travel over effective time), ?as_of=T as they were known at T. An as_of
+// read is made stable first (abacus.StableAsOf); as_of in the response is
+// the instant read, earlier than asked when asked for a future not known
+// yet.
 func (s *Server) getCharges(w http.ResponseWriter, r *http.Request) {
 	tenant := keyFrom(r).TenantID
 	sub, err := s.cfg.Store.FindSubscription(r.Context(), tenant, r.PathValue("id"))
@@ -227,6 +230,14 @@ func (s *Server) getCharges(w http.ResponseWriter, r *http.Request) {
 	if f.AsOf, err = queryTime(r, "as_of"); err != nil {
 		s.error(w, r, err)
 		return
+	}
+	if f.AsOf != nil {
+		known, err := abacus.StableAsOf(r.Context(), s.cfg.Store, *f.AsOf, s.cfg.Clock.Now)
+		if err != nil {
+			s.error(w, r, err)
+			return
+		}
+		f.AsOf = &known
 	}
 	charges, err := s.cfg.Store.ListCharges(r.Context(), f)
 	if err != nil {

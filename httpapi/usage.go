@@ -9,12 +9,13 @@ import (
 	"github.com/abacus-billing/abacus/usage"
 )
 
-// getUsage: GET /v1/usage?meter=&customer=&from=&to=&window=&tz=&group_by=a,b&filter[dim]=v
-// (group_by and filter[dim] may repeat; several filter values mean "any of").
+// getUsage: GET /v1/usage?meter=&customer=&from=&to=&window=&tz=&group_by=a,b&filter[dim]=v&as_of=
+// (group_by and filter[dim] may repeat; several filter values mean "any of";
+// as_of, with a customer, answers with the usage known at that instant).
 func (s *Server) getUsage(w http.ResponseWriter, r *http.Request) {
 	v := r.URL.Query()
 	q := usage.Query{TenantID: keyFrom(r).TenantID, Meter: v.Get("meter"), Customer: v.Get("customer"),
-		Window: v.Get("window"), TimeZone: v.Get("tz"), Filter: map[string][]string{}}
+		Window: v.Get("window"), TimeZone: v.Get("tz"), Filter: map[string][]string{}, Clock: s.cfg.Clock}
 	var p abacus.Problems
 	if q.Meter == "" {
 		p.Add("meter", "is required")
@@ -31,6 +32,9 @@ func (s *Server) getUsage(w http.ResponseWriter, r *http.Request) {
 		return t
 	}
 	q.From, q.To = parse("from"), parse("to")
+	if asOf := parse("as_of"); !asOf.IsZero() {
+		q.AsOf = &asOf
+	}
 	if q.To.IsZero() && v.Get("to") == "" {
 		q.To = s.cfg.Clock.Now().UTC().Truncate(time.Minute).Add(time.Minute)
 	}

@@ -57,7 +57,8 @@ func (s *Store) positions(ctx context.Context, table string) (map[int]uint64, er
 // localhost). COPY would only win for batches far larger than the
 // aggregator commits.
 type applyTx struct {
-	tx pgx.Tx
+	tx    pgx.Tx
+	stamp stamp
 }
 
 func (t *applyTx) MetersVersion(ctx context.Context) (int64, error) {
@@ -72,9 +73,9 @@ func (t *applyTx) AllMeters(ctx context.Context) ([]*abacus.Meter, error) {
 
 const eventColumns = `tenant_id, id, type, customer_id, time, time_given, ingest_time, properties, hash, log_partition, log_seq, counted, skipped`
 
-const insertEventsSQL = `INSERT INTO events(` + eventColumns + `)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::bool[], $7::int8[],
-	$8::text[], $9::bytea[], $10::int4[], $11::int8[], $12::text[], $13::text[])
+const insertEventsSQL = `INSERT INTO events(` + eventColumns + `, applied_at)
+SELECT u.*, $14::int8 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::bool[], $7::int8[],
+	$8::text[], $9::bytea[], $10::int4[], $11::int8[], $12::text[], $13::text[]) AS u
 ON CONFLICT (tenant_id, id) DO NOTHING
 RETURNING tenant_id, id`
 
@@ -109,6 +110,9 @@ func sortedOrder(n int, less func(i, j int) int) []int {
 }
 
 func (t *applyTx) InsertEvents(ctx context.Context, events []abacus.AppliedEvent) ([]abacus.InsertResult, error) {
+	if t.stamp.at.IsZero() {
+		return nil, errNotStamped
+	}
 	results := make([]abacus.InsertResult, len(events))
 	if len(events) == 0 {
 		return results, nil
@@ -133,7 +137,7 @@ func (t *applyTx) InsertEvents(ctx context.Context, events []abacus.AppliedEvent
 		counted[k], skipped[k] = jsonOrEmpty(e.Counted, "[]"), jsonOrEmpty(e.Skipped, "[]")
 	}
 	rows, err := t.tx.Query(ctx, insertEventsSQL, tenants, ids, types, customers, times, given, ingest,
-		props, hashes, parts, seqs, counted, skipped)
+		props, hashes, parts, seqs, counted, skipped, ns(t.stamp.at))
 	if err != nil {
 		return nil, fmt.Errorf("insert events: %w", err)
 	}

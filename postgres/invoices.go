@@ -242,21 +242,6 @@ func (s *Store) VoidInvoice(ctx context.Context, tenantID, id, reason string, no
 	return inv, nil
 }
 
-// knowledgeStamp takes the shared knowledge lock for the rest of tx and
-// returns the knowledge instant of tx's writes (see abacus.KnowledgeStore).
-// It must be tx's first statement, before any row lock.
-//
-// TODO(knowledge): main has no barrier yet, so the mark is the epoch and
-// max(now, mark+1) is now. The knowledge branch defines knowledgeStamp
-// with this signature in knowledge.go, reading the mark: when it lands,
-// delete this one (the duplicate definition will not compile).
-func knowledgeStamp(ctx context.Context, tx pgx.Tx, now func() time.Time) (time.Time, error) {
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock_shared(hashtextextended('abacus.knowledge/' || current_schema(), 0))`); err != nil {
-		return time.Time{}, err
-	}
-	return now(), nil
-}
-
 // DeleteDraft removes a draft. ENOTFOUND; ECONFLICT if it is not a draft.
 func (s *Store) DeleteDraft(ctx context.Context, tenantID, id string) error {
 	return s.tx(ctx, func(tx pgx.Tx) error {

@@ -98,13 +98,21 @@ func event(tenant, id string, seq uint64, props string) abacus.AppliedEvent {
 	return e
 }
 
+// insertEvents stamps tx and inserts events, as the aggregator does.
+func insertEvents(ctx context.Context, tx abacus.ApplyTx, events []abacus.AppliedEvent) ([]abacus.InsertResult, error) {
+	if _, err := tx.Stamp(ctx, time.Now); err != nil {
+		return nil, err
+	}
+	return tx.InsertEvents(ctx, events)
+}
+
 // TestRepeatsInOneBatch: two repeats of one event in one call count twice.
 func TestRepeatsInOneBatch(t *testing.T) {
 	s := OpenTestStore(t)
 	ctx := context.Background()
 	e := event("acme", "e1", 1, `{}`)
 	must(t, s.Apply(ctx, func(tx abacus.ApplyTx) error {
-		res, err := tx.InsertEvents(ctx, []abacus.AppliedEvent{e})
+		res, err := insertEvents(ctx, tx, []abacus.AppliedEvent{e})
 		if err == nil && !res[0].Inserted {
 			err = fmt.Errorf("not inserted")
 		}
@@ -279,7 +287,7 @@ func BenchmarkInsertEvents(b *testing.B) {
 		ctx := context.Background()
 		for i := 0; b.Loop(); i++ {
 			es := benchEvents(b, n, i)
-			must(b, s.Apply(ctx, func(tx abacus.ApplyTx) error { _, err := tx.InsertEvents(ctx, es); return err }))
+			must(b, s.Apply(ctx, func(tx abacus.ApplyTx) error { _, err := insertEvents(ctx, tx, es); return err }))
 		}
 	})
 	b.Run("copy", func(b *testing.B) {

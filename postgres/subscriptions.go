@@ -329,7 +329,8 @@ func (s *Store) SubscriptionPositions(ctx context.Context) (map[int]uint64, erro
 // subscriptionTx is the write side of one ApplySubscriptions. Its reads go
 // through the transaction too, so that they see its writes.
 type subscriptionTx struct {
-	tx pgx.Tx
+	tx    pgx.Tx
+	stamp stamp
 }
 
 func (t *subscriptionTx) FindPlan(ctx context.Context, tenantID, key string, version int) (*abacus.Plan, error) {

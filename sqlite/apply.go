@@ -96,6 +96,7 @@ type applyTx struct {
 	tx      *sql.Tx
 	cache   *rollupCache
 	pending map[abacus.RollupKey]*abacus.RollupDelta // rows written by this transaction
+	stamp   stamp
 }
 
 func (t *applyTx) MetersVersion(ctx context.Context) (int64, error) {
@@ -111,7 +112,7 @@ func (t *applyTx) AllMeters(ctx context.Context) ([]*abacus.Meter, error) {
 const eventColumns = `tenant_id, id, type, customer_id, time, time_given, ingest_time, properties, hash, log_partition, log_seq, counted, skipped`
 
 // insertChunk rows go into one INSERT statement: fewer statements is most of
-// the cost of bulk inserts in SQLite. 13 columns × 200 rows stays far below
+// the cost of bulk inserts in SQLite. 14 columns × 200 rows stays far below
 // SQLite's limit of 32,766 parameters.
 const insertChunk = 200
 
@@ -122,12 +123,12 @@ func insertEventsSQL(n int) string {
 		return q.(string)
 	}
 	var b strings.Builder
-	b.WriteString(`INSERT INTO events(` + eventColumns + `) VALUES `)
+	b.WriteString(`INSERT INTO events(` + eventColumns + `, applied_at) VALUES `)
 	for i := 0; i < n; i++ {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		b.WriteString(`(?,?,?,?,?,?,?,?,?,?,?,?,?)`)
+		b.WriteString(`(?,?,?,?,?,?,?,?,?,?,?,?,?,?)`)
 	}
 	b.WriteString(` ON CONFLICT(tenant_id, id) DO NOTHING RETURNING tenant_id, id`)
 	q := b.String()
@@ -147,10 +148,14 @@ func jsonOrEmpty(v any, empty string) string {
 }
 
 func (t *applyTx) InsertEvents(ctx context.Context, events []abacus.AppliedEvent) ([]abacus.InsertResult, error) {
+	if t.stamp.at.IsZero() {
+		return nil, errNotStamped
+	}
+	appliedAt := ns(t.stamp.at)
 	results := make([]abacus.InsertResult, len(events))
 	type key struct{ tenant, id string }
 	inserted := make(map[key]bool, len(events))
-	args := make([]any, 0, insertChunk*13)
+	args := make([]any, 0, insertChunk*14)
 	for start := 0; start < len(events); start += insertChunk {
 		chunk := events[start:min(start+insertChunk, len(events))]
 		args = args[:0]
@@ -161,7 +166,7 @@ func (t *applyTx) InsertEvents(ctx context.Context, events []abacus.AppliedEvent
 				given = 1
 			}
 			args = append(args, e.TenantID, e.ID, e.Type, e.Customer, e.Time.UnixNano(), given, e.IngestTime.UnixNano(),
-				string(e.Properties), e.Hash[:], e.Partition, int64(e.Sequence), jsonOrEmpty(e.Counted, "[]"), jsonOrEmpty(e.Skipped, "[]"))
+				string(e.Properties), e.Hash[:], e.Partition, int64(e.Sequence), jsonOrEmpty(e.Counted, "[]"), jsonOrEmpty(e.Skipped, "[]"), appliedAt)
 		}
 		rows, err := t.tx.QueryContext(ctx, insertEventsSQL(len(chunk)), args...)
 		if err != nil {

@@ -219,17 +219,6 @@ func (s *Store) VoidInvoice(ctx context.Context, tenantID, id, reason string, no
 	return inv, nil
 }
 
-// knowledgeStamp returns the knowledge instant of a write made in tx. The
-// write transaction is SQLite's knowledge lock (see abacus.KnowledgeStore).
-//
-// TODO(knowledge): main has no barrier yet, so the mark is the epoch and
-// max(now, mark+1) is now. The knowledge branch defines knowledgeStamp
-// with this signature in knowledge.go, reading the mark: when it lands,
-// delete this one (the duplicate definition will not compile).
-func knowledgeStamp(ctx context.Context, tx *sql.Tx, now func() time.Time) (time.Time, error) {
-	return now(), nil
-}
-
 // DeleteDraft removes a draft. ENOTFOUND; ECONFLICT if it is not a draft.
 func (s *Store) DeleteDraft(ctx context.Context, tenantID, id string) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {

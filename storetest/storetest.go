@@ -40,6 +40,9 @@ func Exercise(t *testing.T, open func(t *testing.T) abacus.Store) {
 	t.Run("Alerts", func(t *testing.T) { testAlerts(t, open(t)) })
 	t.Run("SubscriptionRollback", func(t *testing.T) { testSubscriptionRollback(t, open(t)) })
 	t.Run("SubscriptionPositions", func(t *testing.T) { testSubscriptionPositions(t, open(t)) })
+	t.Run("KnowledgeStamps", func(t *testing.T) { testKnowledgeStamps(t, open(t)) })
+	t.Run("StableAsOf", func(t *testing.T) { testStableAsOf(t, open(t)) })
+	t.Run("ScanEvents", func(t *testing.T) { testScanEvents(t, open(t)) })
 }
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -170,6 +173,15 @@ func testMeters(t *testing.T, s abacus.Store) {
 	}
 }
 
+// insertEvents stamps tx (at t0, unless a barrier is later) and inserts
+// events, as the aggregator does.
+func insertEvents(ctx context.Context, tx abacus.ApplyTx, events []abacus.AppliedEvent) ([]abacus.InsertResult, error) {
+	if _, err := tx.Stamp(ctx, func() time.Time { return t0 }); err != nil {
+		return nil, err
+	}
+	return tx.InsertEvents(ctx, events)
+}
+
 func event(tenant, id string, seq uint64, props string) abacus.AppliedEvent {
 	e := abacus.AppliedEvent{
 		Event: abacus.Event{TenantID: tenant, ID: id, Type: "llm", Customer: "c-1", Time: t0, TimeGiven: true,
@@ -188,7 +200,7 @@ func testApplyDedup(t *testing.T, s abacus.Store) {
 	first := []abacus.AppliedEvent{event("acme", "e1", 10, `{"tokens":5}`), event("acme", "e2", 10, `{"tokens":7}`)}
 	var res []abacus.InsertResult
 	must(t, s.Apply(ctx, func(tx abacus.ApplyTx) (err error) {
-		if res, err = tx.InsertEvents(ctx, first); err != nil {
+		if res, err = insertEvents(ctx, tx, first); err != nil {
 			return err
 		}
 		return tx.SetPosition(ctx, 3, 10)
@@ -198,7 +210,7 @@ func testApplyDedup(t *testing.T, s abacus.Store) {
 	}
 	again := []abacus.AppliedEvent{event("acme", "e1", 11, `{"tokens":5}`), event("acme", "e2", 11, `{"tokens":8}`), event("acme", "e3", 11, `{}`)}
 	must(t, s.Apply(ctx, func(tx abacus.ApplyTx) (err error) {
-		if res, err = tx.InsertEvents(ctx, again); err != nil {
+		if res, err = insertEvents(ctx, tx, again); err != nil {
 			return err
 		}
 		if err := tx.RecordRepeats(ctx, []abacus.Repeat{
@@ -251,7 +263,7 @@ func testApplyRollback(t *testing.T, s abacus.Store) {
 	seedTenant(t, s, "acme")
 	boom := errors.New("boom")
 	err := s.Apply(ctx, func(tx abacus.ApplyTx) error {
-		if _, err := tx.InsertEvents(ctx, []abacus.AppliedEvent{event("acme", "e1", 1, `{}`)}); err != nil {
+		if _, err := insertEvents(ctx, tx, []abacus.AppliedEvent{event("acme", "e1", 1, `{}`)}); err != nil {
 			return err
 		}
 		if err := tx.AddRollups(ctx, []abacus.RollupDelta{delta("acme", "c-1", 100, 1, "5")}); err != nil {
@@ -391,7 +403,7 @@ func testTenantIsolation(t *testing.T, s abacus.Store) {
 	must(t, s.CreateCustomer(ctx, &abacus.Customer{TenantID: "a", ID: "c-1", TimeZone: "UTC", CreatedAt: t0}))
 	must(t, s.CreateCustomer(ctx, &abacus.Customer{TenantID: "b", ID: "c-1", TimeZone: "UTC", CreatedAt: t0}))
 	must(t, s.Apply(ctx, func(tx abacus.ApplyTx) error {
-		res, err := tx.InsertEvents(ctx, []abacus.AppliedEvent{event("a", "e1", 1, `{}`), event("b", "e1", 1, `{}`)})
+		res, err := insertEvents(ctx, tx, []abacus.AppliedEvent{event("a", "e1", 1, `{}`), event("b", "e1", 1, `{}`)})
 		if err == nil && !(res[0].Inserted && res[1].Inserted) {
 			err = fmt.Errorf("same id in two tenants must both insert: %+v", res)
 		}

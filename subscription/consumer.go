@@ -129,10 +129,16 @@ func (c *Consumer) Apply(ctx context.Context, m abacus.LogMessage) error {
 	var counts outcomes
 	err := c.cfg.Store.ApplySubscriptions(ctx, func(tx abacus.SubscriptionTx) error {
 		counts = outcomes{}
-		// Read the clock inside the transaction (after SQLite's write lock
-		// is taken), so that recorded_at and superseded_at are not earlier
-		// than the moment the writes could start to matter.
-		a := applier{tx: tx, now: c.cfg.Clock.Now().UTC(), counts: &counts}
+		// recorded_at, superseded_at and applied_at are the transaction's
+		// knowledge stamp, taken first (before any Lock) under the shared
+		// knowledge lock: charges read as of a barrier's K then never
+		// change, since every transaction stamped ≤ K has committed when
+		// the barrier returns and every later one stamps > K.
+		now, err := tx.Stamp(ctx, c.cfg.Clock.Now)
+		if err != nil {
+			return err
+		}
+		a := applier{tx: tx, now: now, counts: &counts}
 		for _, e := range events {
 			if err := a.receive(ctx, e, m.Partition, m.Sequence); err != nil {
 				return fmt.Errorf("event %s: %w", e.ID, err)

@@ -1,6 +1,7 @@
 // Package usage answers usage queries from the rollups: any meter, any
 // customer or all, any window in any time zone, grouped and filtered by
-// dimensions, exact for every aggregation.
+// dimensions, exact for every aggregation. A query as of a knowledge
+// instant (AsOf) is answered from the raw events known then.
 package usage
 
 import (
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/abacus-billing/abacus"
+	"github.com/abacus-billing/abacus/aggregate"
 	"github.com/cockroachdb/apd/v3"
 )
 
@@ -26,6 +28,16 @@ type Query struct {
 	TimeZone string   // IANA name; default the customer's zone, else UTC
 	GroupBy  []string // meter dimensions and/or "customer"
 	Filter   map[string][]string
+	// AsOf answers with the usage as it was known at this instant: the
+	// events aggregated at or before it (their knowledge stamp), none
+	// aggregated later. It needs a Customer. The read is made stable
+	// first (abacus.StableAsOf): when AsOf is later than the last
+	// barrier, Run takes one, and an AsOf later than that barrier reads
+	// as of the barrier (Result.AsOf says which instant was read).
+	AsOf *time.Time
+	// Clock is "now" for the barrier of an as-of read (nil: the system
+	// clock).
+	Clock abacus.Clock
 }
 
 // Row is one window of one group.
@@ -46,7 +58,9 @@ type Result struct {
 	TimeZone    string    `json:"time_zone"`
 	From        time.Time `json:"from"`
 	To          time.Time `json:"to"`
-	Rows        []Row     `json:"rows"`
+	// AsOf is the knowledge instant the rows reflect, for an as-of query.
+	AsOf *time.Time `json:"as_of,omitempty"`
+	Rows []Row      `json:"rows"`
 }
 
 // AvgScale is the number of fractional digits of avg results (rounded half
@@ -55,6 +69,12 @@ const AvgScale = 12
 
 // Run answers q. Errors: EINVALID (the message names the parameter),
 // ENOTFOUND (meter).
+//
+// Without AsOf it reads the rollups. With AsOf it reads the customer's raw
+// events known by then (abacus.KnowledgeStore.ScanEvents), turns them into
+// per-minute rollup deltas with the aggregator's own code (aggregate.Rollup)
+// and accumulates those exactly as stored rollups: when every event is
+// known, both paths give the same rows.
 func Run(ctx context.Context, s abacus.Store, q Query) (*Result, error) {
 	m, err := s.FindMeter(ctx, q.TenantID, q.Meter)
 	if err != nil {
@@ -90,6 +110,9 @@ func Run(ctx context.Context, s abacus.Store, q Query) (*Result, error) {
 			p.Add("filter", "meter %s has no dimension %q", m.Key, d)
 		}
 	}
+	if q.AsOf != nil && q.Customer == "" {
+		p.Add("customer", "is required with as_of (usage as of an instant is computed from one customer's raw events)")
+	}
 	if q.TimeZone == "" {
 		q.TimeZone = "UTC"
 		if q.Customer != "" {
@@ -112,23 +135,74 @@ func Run(ctx context.Context, s abacus.Store, q Query) (*Result, error) {
 	f := abacus.RollupFilter{TenantID: q.TenantID, Meter: m.Key, Customer: q.Customer,
 		FromMinute: q.From.Unix() / 60, ToMinute: q.To.Unix() / 60}
 	acc := newAccumulator(m, q, ws)
-	if m.Aggregation == abacus.AggUniqueCount {
+	res := &Result{Meter: m.Key, Aggregation: string(m.Aggregation), Window: q.Window, TimeZone: q.TimeZone, From: q.From, To: q.To}
+	switch {
+	case q.AsOf != nil:
+		var known time.Time
+		if known, err = stableAsOf(ctx, s, q); err == nil {
+			res.AsOf = &known
+			err = acc.addKnown(ctx, s, q, known)
+		}
+	case m.Aggregation == abacus.AggUniqueCount:
 		err = s.ScanUniques(ctx, f, acc.addUnique)
 		if err == nil {
 			// Event counts come from the rollups of the same meter.
 			err = s.ScanRollups(ctx, f, acc.addCount)
 		}
-	} else {
+	default:
 		err = s.ScanRollups(ctx, f, acc.add)
 	}
 	if err != nil {
 		return nil, err
 	}
-	rows, err := acc.rows()
-	if err != nil {
+	if res.Rows, err = acc.rows(); err != nil {
 		return nil, err
 	}
-	return &Result{Meter: m.Key, Aggregation: string(m.Aggregation), Window: q.Window, TimeZone: q.TimeZone, From: q.From, To: q.To, Rows: rows}, nil
+	return res, nil
+}
+
+func stableAsOf(ctx context.Context, s abacus.Store, q Query) (time.Time, error) {
+	clock := q.Clock
+	if clock == nil {
+		clock = abacus.SystemClock{}
+	}
+	return abacus.StableAsOf(ctx, s, *q.AsOf, clock.Now)
+}
+
+// addKnown accumulates the customer's events known by the instant known:
+// each is evaluated and rolled up per minute by aggregate.Rollup, as the
+// aggregator did when it applied it, and the resulting rows go through the
+// same accumulation as stored rollup rows.
+func (a *accumulator) addKnown(ctx context.Context, s abacus.Store, q Query, known time.Time) error {
+	m, err := aggregate.CompileMeter(a.m)
+	if err != nil {
+		return err
+	}
+	roll := aggregate.NewRollup()
+	f := abacus.EventFilter{TenantID: q.TenantID, Customer: q.Customer, Type: a.m.EventType, From: q.From, To: q.To, KnownBy: known}
+	err = s.ScanEvents(ctx, f, func(e *abacus.Event) error {
+		_, err := roll.AddEvent(m, e)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	for _, d := range roll.Deltas {
+		if a.m.Aggregation == abacus.AggUniqueCount {
+			err = a.addCount(d)
+		} else {
+			err = a.add(d)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	for u := range roll.Uniques {
+		if err := a.addUnique(&u); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 type cellKey struct {

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/abacus-billing/abacus"
 )
 
 // Encode returns the JSON of v for a body column. HTML escaping is off
@@ -104,4 +106,35 @@ func FromNullNS(n *int64) *time.Time {
 	}
 	t := time.Unix(0, *n).UTC()
 	return &t
+}
+
+// EventsWhere is the WHERE clause of ScanEvents for f (abacus.EventFilter)
+// over the events table. EINVALID without a tenant or a customer: a scan
+// of raw events is always one customer's.
+func EventsWhere(f abacus.EventFilter, numbered bool) (Where, error) {
+	var p abacus.Problems
+	if f.TenantID == "" {
+		p.Add("tenant", "is required")
+	}
+	if f.Customer == "" {
+		p.Add("customer", "is required to read raw events")
+	}
+	if err := p.Err(); err != nil {
+		return Where{}, err
+	}
+	w := Where{Numbered: numbered}
+	w.Add(`tenant_id = ? AND customer_id = ?`, f.TenantID, f.Customer)
+	if f.Type != "" {
+		w.Add(`type = ?`, f.Type)
+	}
+	if !f.From.IsZero() {
+		w.Add(`time >= ?`, f.From.UnixNano())
+	}
+	if !f.To.IsZero() {
+		w.Add(`time < ?`, f.To.UnixNano())
+	}
+	if !f.KnownBy.IsZero() {
+		w.Add(`applied_at <= ?`, f.KnownBy.UnixNano())
+	}
+	return w, nil
 }
