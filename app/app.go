@@ -18,6 +18,7 @@ import (
 	"github.com/abacus-billing/abacus/consume"
 	"github.com/abacus-billing/abacus/httpapi"
 	"github.com/abacus-billing/abacus/ingest"
+	"github.com/abacus-billing/abacus/invoice"
 	"github.com/abacus-billing/abacus/jetstream"
 	"github.com/abacus-billing/abacus/postgres"
 	"github.com/abacus-billing/abacus/sqlite"
@@ -38,6 +39,11 @@ type App struct {
 	SubLog        *jetstream.Log
 	Subscriptions *subscription.Consumer
 	Commands      *subscription.Processor
+	// Invoices runs invoicing; its scheduler runs every
+	// Config.InvoiceInterval until Shutdown.
+	Invoices      *invoice.Service
+	stopScheduler context.CancelFunc
+	schedulerDone chan struct{}
 	Logger        *slog.Logger
 	// URL is the base URL the API listens on (http://host:port).
 	URL string
@@ -110,17 +116,28 @@ func Start(ctx context.Context, c Config, logger *slog.Logger) (_ *App, err erro
 		return nil, err
 	}
 	a.Commands = subscription.NewProcessor(a.Store, a.SubLog, a.Subscriptions, c.Clock)
+	a.Invoices = invoice.NewService(a.Store, c.Clock, logger)
+	reg.MustRegister(a.Invoices.Metrics.Collectors()...)
+	a.Commands.CustomerNow = a.Invoices.CustomerNow
 	reg.MustRegister(lagCollector{a})
 	im := ingest.NewMetrics(reg)
 	a.Committer = ingest.NewCommitter(ingest.CommitterConfig{Log: a.Log, Metrics: im})
 	api := httpapi.New(httpapi.Config{Store: a.Store, Log: a.Log, LogReady: a.Log.Ready, Committer: a.Committer, Aggregator: a.Aggregator,
-		Clock: c.Clock, Logger: logger, Limits: c.Limits, Registry: reg, Metrics: im, Commands: a.Commands, Subscriptions: a.Subscriptions})
+		Clock: c.Clock, Logger: logger, Limits: c.Limits, Registry: reg, Metrics: im, Commands: a.Commands, Subscriptions: a.Subscriptions, Invoices: a.Invoices})
 	if a.listener, err = net.Listen("tcp", c.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
 	}
 	a.URL = "http://" + a.listener.Addr().String()
 	a.http = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute}
 	go func() { a.served <- a.http.Serve(a.listener) }()
+	if c.InvoiceInterval > 0 {
+		sctx, cancel := context.WithCancel(context.Background())
+		a.stopScheduler, a.schedulerDone = cancel, make(chan struct{})
+		go func() {
+			defer close(a.schedulerDone)
+			_ = a.Invoices.Run(sctx, c.InvoiceInterval)
+		}()
+	}
 	return a, nil
 }
 
@@ -145,6 +162,11 @@ func (a *App) Shutdown(ctx context.Context) error {
 func (a *App) close() error {
 	if a.Committer != nil {
 		a.Committer.Close()
+	}
+	if a.stopScheduler != nil {
+		a.stopScheduler()
+		<-a.schedulerDone
+		a.stopScheduler = nil
 	}
 	if a.Aggregator != nil {
 		a.Aggregator.Stop()

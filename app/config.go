@@ -34,6 +34,7 @@ type Config struct {
 	Limits          ingest.Limits        // --max-body-bytes, --max-events, --max-event-bytes
 	ShutdownTimeout time.Duration        // --shutdown-timeout, ABACUS_SHUTDOWN_TIMEOUT: default 30s
 	GapAlertAfter   time.Duration        // --subscription-gap-alert, ABACUS_SUBSCRIPTION_GAP_ALERT: default 15m
+	InvoiceInterval time.Duration        // --invoice-interval, ABACUS_INVOICE_INTERVAL: scheduler period, default 30s; 0 disables it
 
 	// Clock is "now" for ingest validation and defaults, and for knowledge
 	// stamps and barriers (no flag: tests and test clocks set it). Nil is
@@ -44,6 +45,8 @@ type Config struct {
 // ParseConfig reads flags from args with environment defaults from getenv.
 func ParseConfig(name string, args []string, getenv func(string) string) (Config, *flag.FlagSet, error) {
 	var c Config
+	var err error
+	var d time.Duration
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	env := func(k, def string) string { return cmp.Or(getenv("ABACUS_"+k), def) }
 	envInt := func(k string, def int) int {
@@ -70,12 +73,16 @@ func ParseConfig(name string, args []string, getenv func(string) string) (Config
 	fs.IntVar(&c.Limits.MaxEventBytes, "max-event-bytes", envInt("MAX_EVENT_BYTES", 64<<10), "largest single event")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long shutdown waits for in-flight requests")
 	gap := fs.String("subscription-gap-alert", env("SUBSCRIPTION_GAP_ALERT", "15m"), "how long a subscription event may wait for its predecessor before the gap is reported")
+	invoiceEvery := fs.String("invoice-interval", env("INVOICE_INTERVAL", "30s"), "how often the invoice scheduler runs (0 disables it in this process)")
 	if err := fs.Parse(args); err != nil {
 		return c, fs, err
 	}
+	if c.InvoiceInterval, err = time.ParseDuration(*invoiceEvery); err != nil || c.InvoiceInterval < 0 {
+		return c, fs, fmt.Errorf("--invoice-interval must be a duration such as 30s (0 disables), got %q", *invoiceEvery)
+	}
 	c.Limits.MaxBodyBytes = *maxBody
 	c.Durability = jetstream.Durability(*durability)
-	d, err := time.ParseDuration(*gap)
+	d, err = time.ParseDuration(*gap)
 	if err != nil || d <= 0 {
 		return c, fs, fmt.Errorf("--subscription-gap-alert must be a positive duration such as 15m, got %q", *gap)
 	}

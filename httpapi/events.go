@@ -53,6 +53,10 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := ingest.Parser{TenantID: key.TenantID, Settings: tenant.Settings, Now: s.cfg.Clock.Now().UTC(), Limits: lim}
+	if p.CustomerNow, err = s.customerNow(r.Context(), key.TenantID); err != nil {
+		s.error(w, r, err)
+		return
+	}
 	events, rejected, err := p.Parse(format, body)
 	if err != nil {
 		s.error(w, r, err)

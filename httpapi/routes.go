@@ -49,6 +49,19 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /v1/subscription-events/{id}", s.auth(abacus.ScopeRead, s.getSubscriptionEvent))
 	mux.Handle("GET /v1/alerts", s.auth(abacus.ScopeRead, s.listAlerts))
 
+	mux.Handle("GET /v1/invoices", s.auth(abacus.ScopeRead, s.listInvoices))
+	mux.Handle("GET /v1/invoices/{id}", s.auth(abacus.ScopeRead, s.getInvoice))
+	mux.Handle("GET /v1/invoices/{id}/html", s.auth(abacus.ScopeRead, s.getInvoiceHTML))
+	mux.Handle("POST /v1/invoices/preview", s.auth(abacus.ScopeRead, s.postInvoicePreview))
+	mux.Handle("POST /v1/invoices/run", s.auth(abacus.ScopeAdmin, s.postInvoiceRun))
+	mux.Handle("POST /v1/invoices/{id}/void", s.auth(abacus.ScopeAdmin, s.postInvoiceVoid))
+	mux.Handle("POST /v1/invoices/{id}/credit-notes", s.auth(abacus.ScopeAdmin, s.postCreditNote))
+	mux.Handle("GET /v1/credit-notes", s.auth(abacus.ScopeRead, s.listCreditNotes))
+	mux.Handle("POST /v1/test-clocks", s.auth(abacus.ScopeAdmin, s.postTestClock))
+	mux.Handle("GET /v1/test-clocks", s.auth(abacus.ScopeRead, s.listTestClocks))
+	mux.Handle("GET /v1/test-clocks/{id}", s.auth(abacus.ScopeRead, s.getTestClock))
+	mux.Handle("POST /v1/test-clocks/{id}/advance", s.auth(abacus.ScopeAdmin, s.postTestClockAdvance))
+
 	mux.Handle("GET /v1/tenant", s.auth(abacus.ScopeRead, s.getTenant))
 	mux.Handle("PATCH /v1/tenant", s.auth(abacus.ScopeAdmin, s.patchTenant))
 

@@ -17,6 +17,7 @@ import (
 	"github.com/abacus-billing/abacus"
 	"github.com/abacus-billing/abacus/aggregate"
 	"github.com/abacus-billing/abacus/ingest"
+	"github.com/abacus-billing/abacus/invoice"
 	"github.com/abacus-billing/abacus/subscription"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -37,6 +38,8 @@ type Config struct {
 	// events; Subscriptions is the consumer applying them.
 	Commands      *subscription.Processor
 	Subscriptions *subscription.Consumer
+	// Invoices runs invoicing; nil serves 503 on the invoice routes.
+	Invoices *invoice.Service
 }
 
 // Server serves the API.
@@ -45,6 +48,8 @@ type Server struct {
 	handler http.Handler
 	keys    keyCache
 	tenants tenantCache
+	// testClocks tells ingest which tenants have test clocks.
+	testClocks testClockCache
 }
 
 // New builds the server and its route table.

@@ -15,6 +15,7 @@ type TenantResponse struct {
 	Name           string    `json:"name"`
 	BackdateWindow string    `json:"backdate_window"`
 	FutureSkew     string    `json:"future_skew"`
+	InvoiceGrace   string    `json:"invoice_grace"`
 	CreatedAt      time.Time `json:"created_at"`
 }
 
@@ -23,6 +24,7 @@ type TenantResponse struct {
 type TenantSettingsRequest struct {
 	BackdateWindow *string `json:"backdate_window"`
 	FutureSkew     *string `json:"future_skew"`
+	InvoiceGrace   *string `json:"invoice_grace"`
 }
 
 // Bounds of the time settings: the backdating window is also the dedup
@@ -32,10 +34,14 @@ const (
 	minBackdate = time.Hour
 	maxBackdate = 400 * 24 * time.Hour
 	maxSkew     = 24 * time.Hour
+	// The invoice grace keeps an invoice a draft after its boundary; past
+	// a month, late usage belongs on the next invoice as an adjustment.
+	maxGrace = 31 * 24 * time.Hour
 )
 
 func tenantResponse(t *abacus.Tenant) TenantResponse {
-	return TenantResponse{ID: t.ID, Name: t.Name, BackdateWindow: t.Settings.Backdate().String(), FutureSkew: t.Settings.Skew().String(), CreatedAt: t.CreatedAt}
+	return TenantResponse{ID: t.ID, Name: t.Name, BackdateWindow: t.Settings.Backdate().String(), FutureSkew: t.Settings.Skew().String(),
+		InvoiceGrace: t.Settings.Grace().String(), CreatedAt: t.CreatedAt}
 }
 
 func (s *Server) getTenant(w http.ResponseWriter, r *http.Request) {
@@ -72,6 +78,9 @@ func (s *Server) patchTenant(w http.ResponseWriter, r *http.Request) {
 	}
 	if in.FutureSkew != nil {
 		t.Settings.FutureSkew = parse("future_skew", in.FutureSkew, 0, maxSkew)
+	}
+	if in.InvoiceGrace != nil {
+		t.Settings.InvoiceGrace = parse("invoice_grace", in.InvoiceGrace, time.Minute, maxGrace)
 	}
 	if err := p.Err(); err != nil {
 		s.error(w, r, err)

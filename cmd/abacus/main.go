@@ -31,6 +31,7 @@ commands:
   ingest    send events from an NDJSON, JSON or CSV file to a server
   usage     print usage of a meter as a table or JSON
   bench     measure the ingest pipeline end to end (see docs/BENCHMARKS.md)
+  invoices  list, show, render, preview, void and credit invoices; test clocks
 `
 
 // run dispatches a subcommand. It is the whole program: main only supplies
@@ -54,6 +55,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return runUsage(ctx, rest, getenv, stdout, stderr)
 	case "bench":
 		return runBench(ctx, rest, getenv, stdout, stderr)
+	case "invoices":
+		return runInvoices(ctx, rest, getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
