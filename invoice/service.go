@@ -232,6 +232,18 @@ func (s *Service) Finalize(ctx context.Context, inv *abacus.Invoice) (*abacus.In
 		if err != nil {
 			return nil, err
 		}
+		// An earlier boundary still a draft after the barrier may commit
+		// later with a finalized_at before k: this invoice would not see
+		// it as billed. Finalize in boundary order only.
+		all, err := s.Store.SubscriptionInvoices(ctx, inv.TenantID, inv.SubscriptionID)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range all {
+			if p.Boundary < inv.Boundary && p.Status == abacus.InvoiceDraft {
+				return nil, abacus.Errorf(abacus.ECONFLICT, "invoice %s: boundary %d (%s) is still a draft", inv.ID, p.Boundary, p.ID)
+			}
+		}
 		doc, err := s.Engine.Compute(ctx, inv, &k)
 		if err != nil {
 			return nil, fmt.Errorf("invoice %s: %w", inv.ID, err)
