@@ -211,6 +211,9 @@ func (s *Service) Sync(ctx context.Context, sub *abacus.Subscription, now time.T
 			continue
 		}
 		f, err := s.Finalize(ctx, inv)
+		if errors.Is(err, errEarlierDraft) {
+			break // another process is on an earlier boundary; next tick
+		}
 		if err != nil {
 			return finalized, err
 		}
@@ -222,6 +225,10 @@ func (s *Service) Sync(ctx context.Context, sub *abacus.Subscription, now time.T
 }
 
 func (s *Service) knowledgeNow() time.Time { return s.Clock.Now().UTC() }
+
+// errEarlierDraft says an earlier boundary of the subscription is still a
+// draft (another scheduler is finalizing it): try again on the next tick.
+var errEarlierDraft = errors.New("an earlier boundary is still a draft")
 
 // Finalize finalizes a draft now: a knowledge barrier, the document
 // computed as known at it, then one store transaction that numbers and
@@ -241,7 +248,7 @@ func (s *Service) Finalize(ctx context.Context, inv *abacus.Invoice) (*abacus.In
 		}
 		for _, p := range all {
 			if p.Boundary < inv.Boundary && p.Status == abacus.InvoiceDraft {
-				return nil, abacus.Errorf(abacus.ECONFLICT, "invoice %s: boundary %d (%s) is still a draft", inv.ID, p.Boundary, p.ID)
+				return nil, fmt.Errorf("invoice %s: boundary %d (%s): %w", inv.ID, p.Boundary, p.ID, errEarlierDraft)
 			}
 		}
 		doc, err := s.Engine.Compute(ctx, inv, &k)
