@@ -62,7 +62,7 @@ type computation struct {
 }
 
 type projection struct {
-	from, to, at time.Time // the open period and the instant of the projection
+	at time.Time // the instant usage so far is measured at
 }
 
 // entry is one line of a period's statement before rendering.
@@ -165,7 +165,6 @@ func (c *computation) statement(ctx context.Context, ps, pe time.Time, withUsage
 	whole := rating.Interval{Start: sched.Start, End: sched.End}
 	period := Period{Start: ps.UTC(), End: pe.UTC()}
 	var out []*entry
-	var itemEntries []*entry // fees and usage: what discounts and the commitment see
 	planDays := map[abacus.PlanRef][]rating.Interval{}
 	for _, r := range runs(c.charges) {
 		from, to := maxT(ps, r.from), minT(pe, r.end())
@@ -223,7 +222,6 @@ func (c *computation) statement(ctx context.Context, ps, pe time.Time, withUsage
 		e.From, e.To = tptr(from), tptr(to)
 		e.Amount = e.amount.Text('f')
 		out = append(out, e)
-		itemEntries = append(itemEntries, e)
 		ds, err := c.itemDiscounts(e, r, from, to, whole)
 		if err != nil {
 			return nil, err
@@ -255,7 +253,6 @@ func (c *computation) statement(ctx context.Context, ps, pe time.Time, withUsage
 		sum.Set(&commit)
 	}
 	out = append(out, c.invoiceDiscounts(period, whole, &sum)...)
-	_ = itemEntries
 	return out, nil
 }
 

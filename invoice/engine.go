@@ -239,11 +239,7 @@ func (c *computation) diff(ps time.Time, entries []*entry, done map[billedKey]*b
 		}
 		var zero apd.Decimal
 		zero = roundMoney(&zero, c.cur)
-		l := b.first
-		if l.Kind == KindAdjustment {
-			l.Kind = l.Adjusts
-		}
-		out = append(out, c.adjustment(l, &zero, b))
+		out = append(out, c.adjustment(b.first, &zero, b))
 	}
 	return out, nil
 }
@@ -260,8 +256,8 @@ func (c *computation) adjustment(now Line, rated *apd.Decimal, b *billedLine) Li
 	delta = roundMoney(&delta, c.cur)
 	l := now
 	l.Adjusts = now.Kind
-	if l.Adjusts == KindAdjustment {
-		l.Adjusts = b.first.Adjusts
+	if now.Kind == KindAdjustment { // a reversal of a key first billed as an adjustment
+		l.Adjusts = now.Adjusts
 	}
 	l.Kind = KindAdjustment
 	l.Rated, l.Billed, l.Amount = rated.Text('f'), b.amount.Text('f'), delta.Text('f')

@@ -363,7 +363,7 @@ func (s *Service) Get(ctx context.Context, tenantID, id string, asOf *time.Time)
 
 // forecast projects a draft to its period end.
 func (s *Service) forecast(ctx context.Context, inv *abacus.Invoice, now time.Time) (*Forecast, error) {
-	doc, err := s.Engine.compute(ctx, inv, nil, &projection{from: inv.PeriodStart, to: inv.IssueAt, at: now})
+	doc, err := s.Engine.compute(ctx, inv, nil, &projection{at: now})
 	if err != nil {
 		return nil, err
 	}
