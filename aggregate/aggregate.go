@@ -21,6 +21,7 @@ import (
 
 	"github.com/abacus-billing/abacus"
 	"github.com/abacus-billing/abacus/consume"
+	"golang.org/x/sync/semaphore"
 )
 
 // Config configures an Aggregator. Zero values take the documented defaults.
@@ -32,11 +33,17 @@ type Config struct {
 	// is applied by applier p mod Appliers, so one partition's batches stay
 	// in order.
 	Appliers int
-	// MaxBatchEvents caps the events of one transaction (default 20,000).
+	// MaxBatchEvents caps the events of one transaction (default 100,000).
+	// Under load a transaction takes what queued up while the previous one
+	// ran, so transactions grow with load: a rollup row then absorbs more
+	// events per write, which is most of what a larger batch saves.
 	MaxBatchEvents int
-	// QueueMessages bounds the log messages read ahead per applier
-	// (default 16; a message holds up to ~1 MiB of events).
-	QueueMessages int
+	// QueueBytes bounds the log message bytes read ahead per applier
+	// (default 32 MiB, ~100,000 events of ~250 B). It is a byte bound, not
+	// a message count: group-committed messages range from one event to
+	// thousands, and a count of messages either starved transactions of
+	// events (small messages) or let memory balloon (large ones).
+	QueueBytes int64
 	// Clock gives the knowledge stamps of apply transactions (default the
 	// system clock): an event is known from the stamp of the transaction
 	// that stored it (docs/ARCHITECTURE.md, "Knowledge time").
@@ -63,8 +70,8 @@ type Aggregator struct {
 // New returns an Aggregator; call Start.
 func New(cfg Config) *Aggregator {
 	cfg.Appliers = cmp.Or(cfg.Appliers, 1)
-	cfg.MaxBatchEvents = cmp.Or(cfg.MaxBatchEvents, 20000)
-	cfg.QueueMessages = cmp.Or(cfg.QueueMessages, 16)
+	cfg.MaxBatchEvents = cmp.Or(cfg.MaxBatchEvents, 100_000)
+	cfg.QueueBytes = cmp.Or(cfg.QueueBytes, 32<<20)
 	if cfg.Clock == nil {
 		cfg.Clock = abacus.SystemClock{}
 	}
@@ -88,9 +95,9 @@ func (a *Aggregator) Start(ctx context.Context) error {
 		return err
 	}
 	ctx, a.cancel = context.WithCancel(ctx)
-	queues := make([]chan abacus.LogMessage, a.cfg.Appliers)
+	queues := make([]*queue, a.cfg.Appliers)
 	for i := range queues {
-		queues[i] = make(chan abacus.LogMessage, a.cfg.QueueMessages)
+		queues[i] = newQueue(a.cfg.QueueBytes)
 		a.wg.Add(1)
 		go func() { defer a.wg.Done(); a.applyLoop(ctx, queues[i]) }()
 	}
@@ -110,44 +117,24 @@ func (a *Aggregator) Stop() {
 }
 
 // readLoop forwards partition p to its applier.
-func (a *Aggregator) readLoop(ctx context.Context, p int, after uint64, q chan<- abacus.LogMessage) {
+func (a *Aggregator) readLoop(ctx context.Context, p int, after uint64, q *queue) {
 	consume.ReadLoop(ctx, a.cfg.Log, p, after, a.cfg.Logger, func(m abacus.LogMessage) error {
-		select {
-		case q <- m:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+		return q.put(ctx, m)
 	})
 }
 
 // applyLoop takes what is queued (at least one message, at most
 // MaxBatchEvents events) and applies it in one transaction, retrying the
 // same batch until it commits: the queue is never skipped.
-func (a *Aggregator) applyLoop(ctx context.Context, q <-chan abacus.LogMessage) {
+func (a *Aggregator) applyLoop(ctx context.Context, q *queue) {
 	var batch []abacus.LogMessage
 	var events []abacus.Event
 	for {
-		batch = batch[:0]
-		select {
-		case m := <-q:
-			batch = append(batch, m)
-		case <-ctx.Done():
+		var err error
+		if batch, err = q.take(ctx, batch[:0], a.cfg.MaxBatchEvents); err != nil {
 			return
 		}
-		n := messageEvents(batch[0].Data)
-	drain:
-		for n < a.cfg.MaxBatchEvents {
-			select {
-			case m := <-q:
-				batch = append(batch, m)
-				n += messageEvents(m.Data)
-			default:
-				break drain
-			}
-		}
 		for attempt := 0; ; attempt++ {
-			var err error
 			events, err = a.apply(context.WithoutCancel(ctx), batch, events[:0])
 			if err == nil {
 				break
@@ -160,6 +147,7 @@ func (a *Aggregator) applyLoop(ctx context.Context, q <-chan abacus.LogMessage) 
 				return
 			}
 		}
+		q.done(batch)
 	}
 }
 
@@ -167,4 +155,62 @@ func (a *Aggregator) setError(err error) {
 	a.mu.Lock()
 	a.lastError = err
 	a.mu.Unlock()
+}
+
+// queue holds the log messages read ahead for one applier, bounded in
+// bytes. Bytes are released once their transaction committed.
+type queue struct {
+	ch  chan abacus.LogMessage
+	sem *semaphore.Weighted
+	max int64
+}
+
+func newQueue(maxBytes int64) *queue {
+	// The channel only needs to hold what the byte bound lets in; one
+	// event is the smallest message.
+	return &queue{ch: make(chan abacus.LogMessage, 1<<16), sem: semaphore.NewWeighted(maxBytes), max: maxBytes}
+}
+
+func (q *queue) weight(m abacus.LogMessage) int64 { return min(int64(len(m.Data))+1, q.max) }
+
+func (q *queue) put(ctx context.Context, m abacus.LogMessage) error {
+	if err := q.sem.Acquire(ctx, q.weight(m)); err != nil {
+		return err
+	}
+	select {
+	case q.ch <- m:
+		return nil
+	case <-ctx.Done():
+		q.sem.Release(q.weight(m))
+		return ctx.Err()
+	}
+}
+
+// take waits for one message, then adds what else is queued up to
+// maxEvents events.
+func (q *queue) take(ctx context.Context, batch []abacus.LogMessage, maxEvents int) ([]abacus.LogMessage, error) {
+	select {
+	case m := <-q.ch:
+		batch = append(batch, m)
+	case <-ctx.Done():
+		return batch, ctx.Err()
+	}
+	n := messageEvents(batch[0].Data)
+	for n < maxEvents {
+		select {
+		case m := <-q.ch:
+			batch = append(batch, m)
+			n += messageEvents(m.Data)
+		default:
+			return batch, nil
+		}
+	}
+	return batch, nil
+}
+
+// done releases the bytes of an applied batch.
+func (q *queue) done(batch []abacus.LogMessage) {
+	for _, m := range batch {
+		q.sem.Release(q.weight(m))
+	}
 }
