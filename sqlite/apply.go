@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -15,7 +16,7 @@ import (
 // Apply runs fn in one write transaction. Rollup rows it writes enter the
 // rollup cache only once the transaction has committed.
 func (s *Store) Apply(ctx context.Context, fn func(abacus.ApplyTx) error) error {
-	t := &applyTx{cache: &s.rollups}
+	t := &applyTx{cache: &s.rollups, stmts: &s.stmts}
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		t.tx = tx
 		return fn(t)
@@ -67,6 +68,65 @@ func cloneRollup(d *abacus.RollupDelta) *abacus.RollupDelta {
 	return c
 }
 
+// stmtCache holds the aggregator's multi-row statements, prepared once on
+// the writer connection when the store opens. database/sql does not cache
+// statements, and preparing them anew in every transaction was 7-8% of the
+// aggregator's time; Tx.StmtContext reuses a statement already prepared on
+// the transaction's connection (and prepares it on that connection if the
+// pool ever replaced it). They cannot be prepared lazily: the writer has
+// one connection, which the transaction holds.
+type stmtCache struct {
+	stmts map[string]*sql.Stmt
+}
+
+// prepare prepares every statement text get can be asked for.
+func (c *stmtCache) prepare(ctx context.Context, db *sql.DB) error {
+	c.stmts = map[string]*sql.Stmt{}
+	for size := insertChunk; size > 0; size >>= 1 {
+		for _, q := range []string{insertEventsSQL(size), writeRollupsSQL(size)} {
+			st, err := db.PrepareContext(ctx, q)
+			if err != nil {
+				return fmt.Errorf("prepare: %w", err)
+			}
+			c.stmts[q] = st
+		}
+	}
+	return nil
+}
+
+func (c *stmtCache) get(ctx context.Context, tx *sql.Tx, query string) (*sql.Stmt, error) {
+	if st, ok := c.stmts[query]; ok {
+		return tx.StmtContext(ctx, st), nil
+	}
+	return tx.PrepareContext(ctx, query)
+}
+
+func (c *stmtCache) close() error {
+	var errs []error
+	for _, st := range c.stmts {
+		errs = append(errs, st.Close())
+	}
+	c.stmts = nil
+	return errors.Join(errs...)
+}
+
+// chunks splits n rows into statement sizes: full chunks of max (a power
+// of two), then the rest in powers of two, so that a handful of statement
+// texts, all prepared, serve every n.
+func chunks(n, max int) []int {
+	var out []int
+	for ; n >= max; n -= max {
+		out = append(out, max)
+	}
+	for size := 1 << 30; n > 0; size >>= 1 {
+		if n >= size {
+			out = append(out, size)
+			n -= size
+		}
+	}
+	return out
+}
+
 // Positions returns the last applied sequence of each partition.
 func (s *Store) Positions(ctx context.Context) (map[int]uint64, error) {
 	return s.positions(ctx, "log_positions")
@@ -94,6 +154,7 @@ func (s *Store) positions(ctx context.Context, table string) (map[int]uint64, er
 
 type applyTx struct {
 	tx      *sql.Tx
+	stmts   *stmtCache
 	cache   *rollupCache
 	pending map[abacus.RollupKey]*abacus.RollupDelta // rows written by this transaction
 	stamp   stamp
@@ -112,9 +173,9 @@ func (t *applyTx) AllMeters(ctx context.Context) ([]*abacus.Meter, error) {
 const eventColumns = `tenant_id, id, type, customer_id, time, time_given, ingest_time, properties, hash, log_partition, log_seq, counted, skipped`
 
 // insertChunk rows go into one INSERT statement: fewer statements is most of
-// the cost of bulk inserts in SQLite. 14 columns × 200 rows stays far below
+// the cost of bulk inserts in SQLite. 14 columns × 128 rows stays far below
 // SQLite's limit of 32,766 parameters.
-const insertChunk = 200
+const insertChunk = 128
 
 var insertSQL sync.Map // rows → statement text
 
@@ -136,15 +197,55 @@ func insertEventsSQL(n int) string {
 	return q
 }
 
-func jsonOrEmpty(v any, empty string) string {
-	if v == nil {
-		return empty
+// appendCounted returns the JSON array of cs (as json.Marshal writes it,
+// "[]" for none) without reflection: it is written for every event.
+func appendCounted(buf []byte, cs []abacus.Counted) ([]byte, string) {
+	buf = append(buf, '[')
+	for i, c := range cs {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = append(buf, `{"meter":`...)
+		buf = appendJSONString(buf, c.Meter)
+		if c.Group != "" {
+			buf = append(buf, `,"group":`...)
+			buf = appendJSONString(buf, c.Group)
+		}
+		buf = append(buf, '}')
 	}
-	b, _ := json.Marshal(v)
-	if string(b) == "null" {
-		return empty
+	buf = append(buf, ']')
+	return buf, string(buf)
+}
+
+func appendSkipped(buf []byte, ss []abacus.Skipped) ([]byte, string) {
+	buf = append(buf, '[')
+	for i, sk := range ss {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = append(buf, `{"meter":`...)
+		buf = appendJSONString(buf, sk.Meter)
+		buf = append(buf, `,"reason":`...)
+		buf = appendJSONString(buf, sk.Reason)
+		buf = append(buf, '}')
 	}
-	return string(b)
+	buf = append(buf, ']')
+	return buf, string(buf)
+}
+
+// appendJSONString appends s as a JSON string. Printable ASCII other than
+// the characters json.Marshal escapes is copied; anything else goes through
+// json.Marshal, so the output is always what json.Marshal would write.
+func appendJSONString(buf []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			b, _ := json.Marshal(s)
+			return append(buf, b...)
+		}
+	}
+	buf = append(buf, '"')
+	buf = append(buf, s...)
+	return append(buf, '"')
 }
 
 func (t *applyTx) InsertEvents(ctx context.Context, events []abacus.AppliedEvent) ([]abacus.InsertResult, error) {
@@ -156,8 +257,11 @@ func (t *applyTx) InsertEvents(ctx context.Context, events []abacus.AppliedEvent
 	type key struct{ tenant, id string }
 	inserted := make(map[key]bool, len(events))
 	args := make([]any, 0, insertChunk*14)
-	for start := 0; start < len(events); start += insertChunk {
-		chunk := events[start:min(start+insertChunk, len(events))]
+	var buf []byte
+	start := 0
+	for _, size := range chunks(len(events), insertChunk) {
+		chunk := events[start : start+size]
+		start += size
 		args = args[:0]
 		for i := range chunk {
 			e := &chunk[i]
@@ -165,10 +269,17 @@ func (t *applyTx) InsertEvents(ctx context.Context, events []abacus.AppliedEvent
 			if e.TimeGiven {
 				given = 1
 			}
+			var counted, skipped string
+			buf, counted = appendCounted(buf[:0], e.Counted)
+			buf, skipped = appendSkipped(buf[:0], e.Skipped)
 			args = append(args, e.TenantID, e.ID, e.Type, e.Customer, e.Time.UnixNano(), given, e.IngestTime.UnixNano(),
-				string(e.Properties), e.Hash[:], e.Partition, int64(e.Sequence), jsonOrEmpty(e.Counted, "[]"), jsonOrEmpty(e.Skipped, "[]"), appliedAt)
+				string(e.Properties), e.Hash[:], e.Partition, int64(e.Sequence), counted, skipped, appliedAt)
 		}
-		rows, err := t.tx.QueryContext(ctx, insertEventsSQL(len(chunk)), args...)
+		st, err := t.stmts.get(ctx, t.tx, insertEventsSQL(len(chunk)))
+		if err != nil {
+			return nil, fmt.Errorf("insert events: %w", err)
+		}
+		rows, err := st.QueryContext(ctx, args...)
 		if err != nil {
 			return nil, fmt.Errorf("insert events: %w", err)
 		}
@@ -312,8 +423,10 @@ func writeRollupsSQL(n int) string {
 
 func (t *applyTx) writeRollups(ctx context.Context, rows []*abacus.RollupDelta) error {
 	args := make([]any, 0, insertChunk*rollupColumns)
-	for start := 0; start < len(rows); start += insertChunk {
-		chunk := rows[start:min(start+insertChunk, len(rows))]
+	start := 0
+	for _, size := range chunks(len(rows), insertChunk) {
+		chunk := rows[start : start+size]
+		start += size
 		args = args[:0]
 		for _, r := range chunk {
 			has := 0
@@ -323,7 +436,11 @@ func (t *applyTx) writeRollups(ctx context.Context, rows []*abacus.RollupDelta) 
 			args = append(args, r.TenantID, r.Meter, r.Customer, r.Minute, r.Group, r.Count, has,
 				decText(&r.Sum), decText(&r.Min), decText(&r.Max), decText(&r.Latest), r.LatestTime, r.LatestID)
 		}
-		if _, err := t.tx.ExecContext(ctx, writeRollupsSQL(len(chunk)), args...); err != nil {
+		st, err := t.stmts.get(ctx, t.tx, writeRollupsSQL(len(chunk)))
+		if err != nil {
+			return fmt.Errorf("write rollups: %w", err)
+		}
+		if _, err := st.ExecContext(ctx, args...); err != nil {
 			return fmt.Errorf("write rollups: %w", err)
 		}
 	}

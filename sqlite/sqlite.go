@@ -33,6 +33,7 @@ type Store struct {
 	w       *sql.DB // the one writer
 	r       *sql.DB // readers
 	rollups rollupCache
+	stmts   stmtCache // the aggregator's statements, prepared on w
 }
 
 var _ abacus.Store = (*Store)(nil)
@@ -73,12 +74,16 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		s.Close()
 		return nil, err
 	}
+	if err := s.stmts.prepare(ctx, w); err != nil {
+		s.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
 // Close closes the database.
 func (s *Store) Close() error {
-	return errors.Join(s.w.Close(), s.r.Close())
+	return errors.Join(s.stmts.close(), s.w.Close(), s.r.Close())
 }
 
 // Ready pings the database and checks that exactly the embedded migrations
