@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/abacus-billing/abacus"
+	"github.com/abacus-billing/abacus/internal/jsonenc"
 	"github.com/cockroachdb/apd/v3"
 	"github.com/go-json-experiment/json/jsontext"
 )
@@ -238,24 +239,22 @@ func (m *Meter) groupKey(p properties) string {
 	if len(m.dims) == 0 {
 		return "{}"
 	}
-	var b strings.Builder
-	b.WriteByte('{')
+	b := make([]byte, 0, 64)
+	b = append(b, '{')
 	for i, d := range m.dims {
 		if i > 0 {
-			b.WriteByte(',')
+			b = append(b, ',')
 		}
-		name, _ := json.Marshal(d.name)
-		b.Write(name)
-		b.WriteByte(':')
+		b = jsonenc.String(b, d.name)
+		b = append(b, ':')
 		v, present := p.lookup(d.path)
 		s, isScalar := scalarText(v)
 		if !present || !isScalar {
-			b.WriteString("null")
+			b = append(b, "null"...)
 			continue
 		}
-		val, _ := json.Marshal(s)
-		b.Write(val)
+		b = jsonenc.String(b, s)
 	}
-	b.WriteByte('}')
-	return b.String()
+	b = append(b, '}')
+	return string(b)
 }

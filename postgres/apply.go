@@ -3,11 +3,11 @@ package postgres
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 
 	"github.com/abacus-billing/abacus"
+	"github.com/abacus-billing/abacus/internal/jsonenc"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -86,17 +86,6 @@ RETURNING tenant_id, id`
 const storedHashesSQL = `SELECT e.tenant_id, e.id, e.hash FROM events e
 JOIN unnest($1::text[], $2::text[]) AS k(tenant_id, id) ON e.tenant_id = k.tenant_id AND e.id = k.id`
 
-func jsonOrEmpty(v any, empty string) string {
-	if v == nil {
-		return empty
-	}
-	b, _ := json.Marshal(v)
-	if string(b) == "null" {
-		return empty
-	}
-	return string(b)
-}
-
 type eventKey struct{ tenant, id string }
 
 // sortedOrder returns the indexes 0..n-1 ordered by less.
@@ -129,12 +118,16 @@ func (t *applyTx) InsertEvents(ctx context.Context, events []abacus.AppliedEvent
 	order := sortedOrder(n, func(i, j int) int {
 		return cmp.Or(cmp.Compare(events[i].TenantID, events[j].TenantID), cmp.Compare(events[i].ID, events[j].ID))
 	})
+	var buf []byte
 	for k, i := range order {
 		e := &events[i]
 		tenants[k], ids[k], types[k], customers[k] = e.TenantID, e.ID, e.Type, e.Customer
 		times[k], given[k], ingest[k] = e.Time.UnixNano(), e.TimeGiven, e.IngestTime.UnixNano()
 		props[k], hashes[k], parts[k], seqs[k] = string(e.Properties), e.Hash[:], int32(e.Partition), int64(e.Sequence)
-		counted[k], skipped[k] = jsonOrEmpty(e.Counted, "[]"), jsonOrEmpty(e.Skipped, "[]")
+		buf = jsonenc.Counted(buf[:0], e.Counted)
+		counted[k] = string(buf)
+		buf = jsonenc.Skipped(buf[:0], e.Skipped)
+		skipped[k] = string(buf)
 	}
 	rows, err := t.tx.Query(ctx, insertEventsSQL, tenants, ids, types, customers, times, given, ingest,
 		props, hashes, parts, seqs, counted, skipped, ns(t.stamp.at))

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/abacus-billing/abacus"
+	"github.com/abacus-billing/abacus/internal/jsonenc"
 	"github.com/cockroachdb/apd/v3"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -263,7 +264,7 @@ func copyInsertEvents(ctx context.Context, tx pgx.Tx, events []abacus.AppliedEve
 	for i := range events {
 		e := &events[i]
 		rows[i] = []any{e.TenantID, e.ID, e.Type, e.Customer, e.Time.UnixNano(), e.TimeGiven, e.IngestTime.UnixNano(),
-			string(e.Properties), e.Hash[:], int32(e.Partition), int64(e.Sequence), jsonOrEmpty(e.Counted, "[]"), jsonOrEmpty(e.Skipped, "[]"), int64(0)}
+			string(e.Properties), e.Hash[:], int32(e.Partition), int64(e.Sequence), string(jsonenc.Counted(nil, e.Counted)), string(jsonenc.Skipped(nil, e.Skipped)), int64(0)}
 	}
 	cols := []string{"tenant_id", "id", "type", "customer_id", "time", "time_given", "ingest_time", "properties", "hash", "log_partition", "log_seq", "counted", "skipped", "duplicates"}
 	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"events_in"}, cols, pgx.CopyFromRows(rows)); err != nil {

@@ -3,13 +3,13 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 	"sync"
 
 	"github.com/abacus-billing/abacus"
+	"github.com/abacus-billing/abacus/internal/jsonenc"
 	"github.com/cockroachdb/apd/v3"
 )
 
@@ -197,57 +197,6 @@ func insertEventsSQL(n int) string {
 	return q
 }
 
-// appendCounted returns the JSON array of cs (as json.Marshal writes it,
-// "[]" for none) without reflection: it is written for every event.
-func appendCounted(buf []byte, cs []abacus.Counted) ([]byte, string) {
-	buf = append(buf, '[')
-	for i, c := range cs {
-		if i > 0 {
-			buf = append(buf, ',')
-		}
-		buf = append(buf, `{"meter":`...)
-		buf = appendJSONString(buf, c.Meter)
-		if c.Group != "" {
-			buf = append(buf, `,"group":`...)
-			buf = appendJSONString(buf, c.Group)
-		}
-		buf = append(buf, '}')
-	}
-	buf = append(buf, ']')
-	return buf, string(buf)
-}
-
-func appendSkipped(buf []byte, ss []abacus.Skipped) ([]byte, string) {
-	buf = append(buf, '[')
-	for i, sk := range ss {
-		if i > 0 {
-			buf = append(buf, ',')
-		}
-		buf = append(buf, `{"meter":`...)
-		buf = appendJSONString(buf, sk.Meter)
-		buf = append(buf, `,"reason":`...)
-		buf = appendJSONString(buf, sk.Reason)
-		buf = append(buf, '}')
-	}
-	buf = append(buf, ']')
-	return buf, string(buf)
-}
-
-// appendJSONString appends s as a JSON string. Printable ASCII other than
-// the characters json.Marshal escapes is copied; anything else goes through
-// json.Marshal, so the output is always what json.Marshal would write.
-func appendJSONString(buf []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			b, _ := json.Marshal(s)
-			return append(buf, b...)
-		}
-	}
-	buf = append(buf, '"')
-	buf = append(buf, s...)
-	return append(buf, '"')
-}
-
 func (t *applyTx) InsertEvents(ctx context.Context, events []abacus.AppliedEvent) ([]abacus.InsertResult, error) {
 	if t.stamp.at.IsZero() {
 		return nil, errNotStamped
@@ -269,9 +218,10 @@ func (t *applyTx) InsertEvents(ctx context.Context, events []abacus.AppliedEvent
 			if e.TimeGiven {
 				given = 1
 			}
-			var counted, skipped string
-			buf, counted = appendCounted(buf[:0], e.Counted)
-			buf, skipped = appendSkipped(buf[:0], e.Skipped)
+			buf = jsonenc.Counted(buf[:0], e.Counted)
+			counted := string(buf)
+			buf = jsonenc.Skipped(buf[:0], e.Skipped)
+			skipped := string(buf)
 			args = append(args, e.TenantID, e.ID, e.Type, e.Customer, e.Time.UnixNano(), given, e.IngestTime.UnixNano(),
 				string(e.Properties), e.Hash[:], e.Partition, int64(e.Sequence), counted, skipped, appliedAt)
 		}
@@ -409,13 +359,19 @@ func writeRollupsSQL(n int) string {
 		return q.(string)
 	}
 	var b strings.Builder
-	b.WriteString(`INSERT OR REPLACE INTO rollups(tenant_id, meter, customer_id, minute, grp, count, has_value, sum, min, max, latest, latest_time, latest_id) VALUES `)
+	b.WriteString(`INSERT INTO rollups(tenant_id, meter, customer_id, minute, grp, count, has_value, sum, min, max, latest, latest_time, latest_id) VALUES `)
 	for i := 0; i < n; i++ {
 		if i > 0 {
 			b.WriteByte(',')
 		}
 		b.WriteString(`(?,?,?,?,?,?,?,?,?,?,?,?,?)`)
 	}
+	// An upsert, not INSERT OR REPLACE: REPLACE deletes the old row and
+	// its rollups_meter_minute entry and inserts both again; an update in
+	// place leaves the index alone (its columns are part of the key).
+	b.WriteString(` ON CONFLICT(tenant_id, meter, customer_id, minute, grp) DO UPDATE SET count = excluded.count,
+		has_value = excluded.has_value, sum = excluded.sum, min = excluded.min, max = excluded.max,
+		latest = excluded.latest, latest_time = excluded.latest_time, latest_id = excluded.latest_id`)
 	q := b.String()
 	rollupSQL.Store(n, q)
 	return q
