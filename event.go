@@ -1,6 +1,7 @@
 package abacus
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -102,15 +103,18 @@ func AppendMessage(dst []byte, n int) []byte {
 var errCorrupt = errors.New("corrupt log record")
 
 // DecodeMessage decodes a log message into events. The events' strings and
-// properties are copies and stay valid after msg is reused.
+// properties are copies and stay valid after msg is reused. Properties of
+// one message share one buffer (each capped, so an append reallocates):
+// a copy per event was 100k allocations per large batch.
 func DecodeMessage(msg []byte, out []Event) ([]Event, error) {
 	n, k := binary.Uvarint(msg)
 	if k <= 0 || n > uint64(len(msg)) {
 		return out, errCorrupt
 	}
 	b := msg[k:]
-	// One allocation for all strings of the message.
+	// One allocation for all strings of the message, one for all properties.
 	arena := string(b)
+	own := bytes.Clone(b)
 	off := 0
 	str := func() (string, bool) {
 		l, k := binary.Uvarint(b[off:])
@@ -153,7 +157,8 @@ func DecodeMessage(msg []byte, out []Event) ([]Event, error) {
 			return out, errCorrupt
 		}
 		e.IngestTime = time.Unix(0, it).UTC()
-		e.Properties = []byte(props)
+		end := off
+		e.Properties = own[end-len(props) : end : end]
 		out = append(out, e)
 	}
 	return out, nil

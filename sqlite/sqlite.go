@@ -48,9 +48,12 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	}
 	// synchronous(FULL): configuration writes (tenants, keys, meters) are
 	// durable once answered. The aggregator commits large batches, so the
-	// extra fsync per commit is cheap.
+	// extra fsync per commit is cheap. temp_store(MEMORY): every multi-row
+	// INSERT keeps a statement journal of the pages it changes (to undo
+	// just that statement); in a temp file that was a pwrite per page, 6%
+	// of the aggregator's time under load.
 	q := url.Values{}
-	for _, p := range []string{"journal_mode(WAL)", "synchronous(FULL)", "busy_timeout(10000)", "foreign_keys(1)", "cache_size(-65536)"} {
+	for _, p := range []string{"journal_mode(WAL)", "synchronous(FULL)", "busy_timeout(10000)", "foreign_keys(1)", "cache_size(-65536)", "temp_store(MEMORY)"} {
 		q.Add("_pragma", p)
 	}
 	q.Set("_txlock", "immediate")

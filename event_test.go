@@ -1,0 +1,35 @@
+package abacus
+
+import (
+	"bytes"
+	"reflect"
+	"testing"
+	"time"
+)
+
+func TestMessageRoundTrip(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 5, time.UTC)
+	in := []Event{
+		{TenantID: "t", ID: "e1", Type: "call", Customer: "c1", Time: now, TimeGiven: true, IngestTime: now, Properties: []byte(`{"a":1}`)},
+		{TenantID: "t", ID: "e2", Type: "call", Customer: "c2", Time: now.Add(-time.Hour), IngestTime: now, Properties: []byte(`{}`)},
+		{TenantID: "t", ID: "e3", Type: "call", Customer: "c3", Time: now, IngestTime: now, Properties: []byte{}},
+	}
+	msg := AppendMessage(nil, len(in))
+	for i := range in {
+		msg = AppendRecord(msg, &in[i])
+	}
+	out, err := DecodeMessage(msg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(out, in) {
+		t.Fatalf("decoded %+v, want %+v", out, in)
+	}
+	// Properties share a buffer: appending to one must not touch the next,
+	// and reusing msg must not touch either.
+	_ = append(out[0].Properties, `xxxxxxxx`...)
+	clear(msg)
+	if !bytes.Equal(out[1].Properties, []byte(`{}`)) || !bytes.Equal(out[0].Properties, []byte(`{"a":1}`)) || out[0].ID != "e1" {
+		t.Fatalf("properties changed: %q %q", out[0].Properties, out[1].Properties)
+	}
+}
