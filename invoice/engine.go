@@ -145,9 +145,6 @@ func (e *Engine) compute(ctx context.Context, inv *abacus.Invoice, knownAt *time
 	doc := &Document{ID: inv.ID, Customer: c.sub.CustomerID, Subscription: c.sub.ID, Currency: c.cur.Code,
 		TimeZone: c.sub.TimeZone, Boundary: i, PeriodStart: Boundary(c.sub, c.sch, i-1), IssueAt: issue,
 		DueAt: inv.DueAt.UTC(), TestClock: inv.TestClockID, KnownAt: knownAt, Lines: []Line{}}
-	if i == 0 {
-		doc.PeriodStart = issue
-	}
 	if c.cust != nil {
 		doc.CustomerName = c.cust.Name
 	}

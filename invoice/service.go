@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/abacus-billing/abacus"
+	"github.com/abacus-billing/abacus/billing"
 	"github.com/abacus-billing/abacus/rating"
 	"github.com/abacus-billing/abacus/subscription"
 	"github.com/cockroachdb/apd/v3"
@@ -165,13 +166,7 @@ func (s *Service) Sync(ctx context.Context, sub *abacus.Subscription, now time.T
 		if postEnd && b.After(sub.EndsAt.Add(horizon+grace)) {
 			break
 		}
-		header := &abacus.Invoice{TenantID: sub.TenantID, ID: InvoiceID(sub.TenantID, sub.ID, i), Status: abacus.InvoiceDraft,
-			CustomerID: sub.CustomerID, SubscriptionID: sub.ID, Currency: sub.Currency, Boundary: i,
-			PeriodStart: Boundary(sub, sch, i-1), IssueAt: b, DueAt: b.Add(grace), TestClockID: clock, Series: clock,
-			CreatedAt: s.Clock.Now().UTC()}
-		if i == 0 {
-			header.PeriodStart = b
-		}
+		header := draftHeader(sub, sch, i, grace, clock, s.Clock.Now())
 		inv := have[i]
 		if inv != nil && inv.Status != abacus.InvoiceDraft {
 			continue
@@ -222,6 +217,16 @@ func (s *Service) Sync(ctx context.Context, sub *abacus.Subscription, now time.T
 		}
 	}
 	return finalized, nil
+}
+
+// draftHeader is the record of the draft a subscription issues at boundary
+// i: the scheduler stores it, a preview computes it without storing it.
+func draftHeader(sub *abacus.Subscription, sch billing.Schedule, i int, grace time.Duration, testClock string, now time.Time) *abacus.Invoice {
+	b := Boundary(sub, sch, i)
+	return &abacus.Invoice{TenantID: sub.TenantID, ID: InvoiceID(sub.TenantID, sub.ID, i), Status: abacus.InvoiceDraft,
+		CustomerID: sub.CustomerID, SubscriptionID: sub.ID, Currency: sub.Currency, Boundary: i,
+		PeriodStart: Boundary(sub, sch, i-1), // boundary 0 for i = 0: its arrears period is empty
+		IssueAt:     b, DueAt: b.Add(grace), TestClockID: testClock, Series: testClock, CreatedAt: now.UTC()}
 }
 
 func (s *Service) knowledgeNow() time.Time { return s.Clock.Now().UTC() }
@@ -404,10 +409,7 @@ func (s *Service) Preview(ctx context.Context, tenantID, customerID string) ([]*
 			continue
 		}
 		i := BoundaryAfter(sub, sch, now)
-		b := Boundary(sub, sch, i)
-		inv := &abacus.Invoice{TenantID: tenantID, ID: InvoiceID(tenantID, sub.ID, i), Status: abacus.InvoiceDraft,
-			CustomerID: customerID, SubscriptionID: sub.ID, Currency: sub.Currency, Boundary: i,
-			PeriodStart: Boundary(sub, sch, i-1), IssueAt: b, DueAt: b.Add(tenant.Settings.Grace()), TestClockID: clock}
+		inv := draftHeader(sub, sch, i, tenant.Settings.Grace(), clock, s.Clock.Now())
 		doc, err := s.Engine.Compute(ctx, inv, &k)
 		if err != nil {
 			return nil, err
