@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -88,6 +89,12 @@ func Start(ctx context.Context, c Config, logger *slog.Logger) (_ *App, err erro
 			a.close() // whatever was opened before the failure
 		}
 	}()
+	if c.MemoryLimitMiB > 0 {
+		// A soft limit (docs/OPERATIONS.md, "Memory"): under load the
+		// heap holds large apply batches, and with GOGC alone RSS reached
+		// twice the live heap.
+		debug.SetMemoryLimit(c.MemoryLimitMiB << 20)
+	}
 	if err := os.MkdirAll(c.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}

@@ -35,6 +35,7 @@ type Config struct {
 	ShutdownTimeout time.Duration        // --shutdown-timeout, ABACUS_SHUTDOWN_TIMEOUT: default 30s
 	GapAlertAfter   time.Duration        // --subscription-gap-alert, ABACUS_SUBSCRIPTION_GAP_ALERT: default 15m
 	InvoiceInterval time.Duration        // --invoice-interval, ABACUS_INVOICE_INTERVAL: scheduler period, default 30s; 0 disables it
+	MemoryLimitMiB  int64                // --memory-limit, ABACUS_MEMORY_LIMIT: soft limit of the Go runtime in MiB, default 700; 0 = none
 
 	// Clock is "now" for ingest validation and defaults, and for knowledge
 	// stamps and barriers (no flag: tests and test clocks set it). Nil is
@@ -74,6 +75,12 @@ func ParseConfig(name string, args []string, getenv func(string) string) (Config
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long shutdown waits for in-flight requests")
 	gap := fs.String("subscription-gap-alert", env("SUBSCRIPTION_GAP_ALERT", "15m"), "how long a subscription event may wait for its predecessor before the gap is reported")
 	invoiceEvery := fs.String("invoice-interval", env("INVOICE_INTERVAL", "30s"), "how often the invoice scheduler runs (0 disables it in this process)")
+	// The Go runtime's own GOMEMLIMIT, when set, wins over our default.
+	memDefault := 700
+	if getenv("GOMEMLIMIT") != "" {
+		memDefault = 0
+	}
+	fs.Int64Var(&c.MemoryLimitMiB, "memory-limit", int64(envInt("MEMORY_LIMIT", memDefault)), "soft memory limit of the Go runtime in MiB: the GC works harder near it (0: none)")
 	if err := fs.Parse(args); err != nil {
 		return c, fs, err
 	}
@@ -103,6 +110,9 @@ func (c *Config) normalize() error {
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		problems = append(problems, fmt.Sprintf("--log-format must be text or json, got %q", c.LogFormat))
+	}
+	if c.MemoryLimitMiB < 0 {
+		problems = append(problems, fmt.Sprintf("--memory-limit must be a number of MiB, 0 or more, got %d", c.MemoryLimitMiB))
 	}
 	if c.Partitions < 1 || c.Partitions > 1024 {
 		problems = append(problems, fmt.Sprintf("--partitions must be 1..1024, got %d", c.Partitions))

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/abacus-billing/abacus/app"
+	"github.com/abacus-billing/abacus/sqlite"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -26,7 +27,7 @@ type server struct {
 // log positions, and a fresh log behind an old store's positions would
 // skip events.
 func startServer(ctx context.Context, cfg Config) (s *server, err error) {
-	s = &server{target: "in-process sqlite"}
+	s = &server{target: "in-process sqlite, " + sqlite.Driver}
 	defer func() {
 		if err != nil {
 			s.close()

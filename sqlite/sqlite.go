@@ -1,6 +1,7 @@
 // Package sqlite is the embedded store of Abacus: one SQLite file in WAL
-// mode, driven through modernc.org/sqlite (pure Go, so the binary needs no C
-// toolchain).
+// mode, driven through SQLite's C library by cgo (mattn/go-sqlite3) when
+// the binary is built with cgo, and through modernc.org/sqlite (pure Go)
+// when it is not (docs/ARCHITECTURE.md, "SQLite driver").
 //
 // Writes go through one connection (SQLite has one writer; BEGIN IMMEDIATE
 // makes that explicit instead of failing on lock upgrades), reads through a
@@ -14,19 +15,34 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net/url"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/abacus-billing/abacus"
-	sqlite3 "modernc.org/sqlite"
-	sqlite3lib "modernc.org/sqlite/lib"
 )
 
 //go:embed migrations/*.sql
 var migrations embed.FS
+
+// pragmas are set on every connection. synchronous(FULL): configuration
+// writes (tenants, keys, meters) are durable once answered; the aggregator
+// commits large batches, so the extra fsync per commit is cheap.
+// temp_store(MEMORY): every multi-row INSERT keeps a statement journal of
+// the pages it changes (to undo just that statement); in a temp file that
+// was a pwrite per page, 6% of the aggregator's time under load.
+var pragmas = []struct{ name, value string }{
+	{"journal_mode", "WAL"},
+	{"synchronous", "FULL"},
+	{"busy_timeout", "10000"},
+	{"foreign_keys", "1"},
+	{"cache_size", "-65536"},
+	{"temp_store", "MEMORY"},
+}
+
+// Driver names the SQLite driver this binary was built with.
+const Driver = driverDescription
 
 // Store is the SQLite implementation of abacus.Store.
 type Store struct {
@@ -46,26 +62,15 @@ func Open(ctx context.Context, path string) (*Store, error) {
 			return nil, err
 		}
 	}
-	// synchronous(FULL): configuration writes (tenants, keys, meters) are
-	// durable once answered. The aggregator commits large batches, so the
-	// extra fsync per commit is cheap. temp_store(MEMORY): every multi-row
-	// INSERT keeps a statement journal of the pages it changes (to undo
-	// just that statement); in a temp file that was a pwrite per page, 6%
-	// of the aggregator's time under load.
-	q := url.Values{}
-	for _, p := range []string{"journal_mode(WAL)", "synchronous(FULL)", "busy_timeout(10000)", "foreign_keys(1)", "cache_size(-65536)", "temp_store(MEMORY)"} {
-		q.Add("_pragma", p)
-	}
-	q.Set("_txlock", "immediate")
-	dsn := "file:" + path + "?" + q.Encode()
-	w, err := sql.Open("sqlite", dsn)
+	dsn := dsn(path)
+	w, err := sql.Open(driverName, dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
 	w.SetMaxOpenConns(1)
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxLifetime(0)
-	r, err := sql.Open("sqlite", dsn)
+	r, err := sql.Open(driverName, dsn)
 	if err != nil {
 		w.Close()
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
@@ -182,14 +187,4 @@ func (s *Store) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		return err
 	}
 	return tx.Commit()
-}
-
-// isUniqueViolation reports whether err is a primary key or unique
-// constraint failure.
-func isUniqueViolation(err error) bool {
-	var e *sqlite3.Error
-	if errors.As(err, &e) {
-		return e.Code() == sqlite3lib.SQLITE_CONSTRAINT_PRIMARYKEY || e.Code() == sqlite3lib.SQLITE_CONSTRAINT_UNIQUE
-	}
-	return false
 }
