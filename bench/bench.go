@@ -84,9 +84,10 @@ type Config struct {
 	// VisibleTimeout bounds the wait for aggregation (default 5 min).
 	VisibleTimeout time.Duration
 	// CPUProfile, when set, receives a CPU profile of the load phase (send
-	// and wait until visible). In-process it covers server and load
-	// generator alike.
-	CPUProfile io.Writer
+	// and wait until visible), or of the sustained phase when ProfilePhase
+	// is "sustained". In-process it covers server and load generator alike.
+	CPUProfile   io.Writer
+	ProfilePhase string
 	// MemProfile, when set, receives a heap profile (live objects and
 	// allocations since start) taken at the end of the peak phase's
 	// sending, when queues are fullest.
@@ -245,7 +246,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		mem = startMemSampler()
 		defer mem.stop()
 	}
-	if cfg.CPUProfile != nil {
+	profilePeak := cfg.CPUProfile != nil && cfg.ProfilePhase != "sustained"
+	if profilePeak {
 		if err := pprof.StartCPUProfile(cfg.CPUProfile); err != nil {
 			return nil, fmt.Errorf("cpu profile: %w", err)
 		}
@@ -261,7 +263,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err == nil {
 		err = run.waitVisible(ctx, c, load, rep)
 	}
-	if cfg.CPUProfile != nil {
+	if profilePeak {
 		pprof.StopCPUProfile()
 	}
 	if err != nil {
@@ -277,8 +279,17 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			peak = min(peak, rep.AcceptedPerSec)
 		}
 		rate := cfg.LoadFraction * peak / float64(cfg.Batch)
-		if rep.Sustained, err = run.openLoop(ctx, c, mem, phase{name: "sustained", batch: cfg.Batch,
-			concurrency: cfg.Concurrency * 4, duration: cfg.Sustain, rate: rate, gen: run.gen, worker: 1000}); err != nil {
+		if cfg.CPUProfile != nil && !profilePeak {
+			if err := pprof.StartCPUProfile(cfg.CPUProfile); err != nil {
+				return nil, fmt.Errorf("cpu profile: %w", err)
+			}
+		}
+		rep.Sustained, err = run.openLoop(ctx, c, mem, phase{name: "sustained", batch: cfg.Batch,
+			concurrency: cfg.Concurrency * 4, duration: cfg.Sustain, rate: rate, gen: run.gen, worker: 1000})
+		if cfg.CPUProfile != nil && !profilePeak {
+			pprof.StopCPUProfile()
+		}
+		if err != nil {
 			return rep, err
 		}
 	}
