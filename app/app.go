@@ -90,7 +90,7 @@ func Start(ctx context.Context, c Config, logger *slog.Logger) (_ *App, err erro
 		}
 	}()
 	if c.MemoryLimitMiB > 0 {
-		// A soft limit (docs/OPERATIONS.md, "Memory"): under load the
+		// A soft limit (docs/OPERATIONS.md, --memory-limit): under load the
 		// heap holds large apply batches, and with GOGC alone RSS reached
 		// twice the live heap.
 		debug.SetMemoryLimit(c.MemoryLimitMiB << 20)
