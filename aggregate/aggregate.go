@@ -159,6 +159,11 @@ func (a *Aggregator) applyLoop(ctx context.Context, q *queue) {
 			}
 		}
 		q.done(batch)
+		// Drop what the batch referenced (log messages, decoded events and
+		// the decoding arenas their strings share) so that an idle or a
+		// smaller next batch does not keep it alive.
+		clear(batch)
+		clear(events)
 	}
 }
 

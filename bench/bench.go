@@ -90,7 +90,8 @@ type Config struct {
 	ProfilePhase string
 	// MemProfile, when set, receives a heap profile (live objects and
 	// allocations since start) taken at the end of the peak phase's
-	// sending, when queues are fullest.
+	// sending, when queues are fullest (of the sustained phase's with
+	// ProfilePhase "sustained").
 	MemProfile io.Writer
 	// Progress, when set, receives a line every few seconds.
 	Progress io.Writer
@@ -255,7 +256,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	cpu0 := cpuTime()
 	load, err := run.load(ctx, c, phase{name: "peak", batch: cfg.Batch, concurrency: cfg.Concurrency,
 		duration: cfg.Duration, rate: cfg.Rate, gen: run.gen})
-	if err == nil && cfg.MemProfile != nil {
+	if err == nil && cfg.MemProfile != nil && cfg.ProfilePhase != "sustained" {
 		if err = pprof.Lookup("heap").WriteTo(cfg.MemProfile, 0); err != nil {
 			err = fmt.Errorf("heap profile: %w", err)
 		}
@@ -279,13 +280,17 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			peak = min(peak, rep.AcceptedPerSec)
 		}
 		rate := cfg.LoadFraction * peak / float64(cfg.Batch)
+		var sustainedHeap io.Writer
+		if cfg.ProfilePhase == "sustained" {
+			sustainedHeap = cfg.MemProfile
+		}
 		if cfg.CPUProfile != nil && !profilePeak {
 			if err := pprof.StartCPUProfile(cfg.CPUProfile); err != nil {
 				return nil, fmt.Errorf("cpu profile: %w", err)
 			}
 		}
 		rep.Sustained, err = run.openLoop(ctx, c, mem, phase{name: "sustained", batch: cfg.Batch,
-			concurrency: cfg.Concurrency * 4, duration: cfg.Sustain, rate: rate, gen: run.gen, worker: 1000})
+			concurrency: cfg.Concurrency * 4, duration: cfg.Sustain, rate: rate, gen: run.gen, worker: 1000, heap: sustainedHeap})
 		if cfg.CPUProfile != nil && !profilePeak {
 			pprof.StopCPUProfile()
 		}

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"strconv"
 	"sync"
@@ -203,6 +204,8 @@ type phase struct {
 	// worker offsets sender numbers so that event ids of different phases
 	// never collide.
 	worker int
+	// heap, when set, receives a heap profile at the end of the sending.
+	heap io.Writer
 }
 
 // load drives the server through one phase.

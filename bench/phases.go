@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -69,6 +70,11 @@ func (r *run) openLoop(ctx context.Context, c *client.Client, mem *memSampler, p
 	l, err := r.load(ctx, c, ph)
 	stopProbe()
 	wg.Wait()
+	if err == nil && ph.heap != nil {
+		if err = pprof.Lookup("heap").WriteTo(ph.heap, 0); err != nil {
+			err = fmt.Errorf("heap profile: %w", err)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}

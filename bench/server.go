@@ -51,7 +51,10 @@ func startServer(ctx context.Context, cfg Config) (s *server, err error) {
 	if db != "" {
 		args = append(args, "--db", db)
 	}
-	ac, _, err := app.ParseConfig("bench", args, func(string) string { return "" })
+	// The in-process server takes ABACUS_* settings from the environment,
+	// as `abacus serve` does (ABACUS_MEMORY_LIMIT=0, say); the flags above
+	// are the run's own and win.
+	ac, _, err := app.ParseConfig("bench", args, os.Getenv)
 	if err != nil {
 		return nil, err
 	}

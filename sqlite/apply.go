@@ -48,14 +48,28 @@ func (c *rollupCache) get(k abacus.RollupKey) (*abacus.RollupDelta, bool) {
 	return r, ok
 }
 
+// commit adds the rows a transaction committed. Their strings may point
+// into a log message's decoding arena (abacus.DecodeMessage gives all
+// strings of a message one allocation), and a cached row holding one pins
+// the whole message: at the end of a 6-minute `abacus bench` run that was
+// 313 of 742 MB of live heap, which the GC marks on every cycle. So cached
+// rows hold strings of their own: those of the row already cached under the
+// key, or copies made once.
 func (c *rollupCache) commit(pending map[abacus.RollupKey]*abacus.RollupDelta) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.rows == nil || len(c.rows)+len(pending) > maxCachedRollups {
 		c.rows = make(map[abacus.RollupKey]*abacus.RollupDelta, len(pending))
 	}
-	for k, r := range pending {
-		c.rows[k] = r
+	for _, r := range pending {
+		if old, ok := c.rows[r.RollupKey]; ok {
+			r.RollupKey = old.RollupKey
+		} else {
+			r.RollupKey = abacus.RollupKey{TenantID: strings.Clone(r.TenantID), Meter: strings.Clone(r.Meter),
+				Customer: strings.Clone(r.Customer), Group: strings.Clone(r.Group), Minute: r.Minute}
+		}
+		r.LatestID = strings.Clone(r.LatestID)
+		c.rows[r.RollupKey] = r
 	}
 }
 

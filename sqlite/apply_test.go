@@ -1,6 +1,12 @@
 package sqlite
 
-import "testing"
+import (
+	"strings"
+	"testing"
+	"unsafe"
+
+	"github.com/abacus-billing/abacus"
+)
 
 func TestChunks(t *testing.T) {
 	for _, n := range []int{0, 1, 2, 3, 127, 128, 129, 300, 1000} {
@@ -14,5 +20,44 @@ func TestChunks(t *testing.T) {
 		if sum != n {
 			t.Errorf("chunks(%d) sums to %d", n, sum)
 		}
+	}
+}
+
+// TestRollupCacheOwnsStrings: rows entering the cache must not point into
+// the buffer their key and latest id were decoded from (a log message's
+// arena), or the cache would keep every such message alive; a row already
+// cached lends its key to the newer row.
+func TestRollupCacheOwnsStrings(t *testing.T) {
+	arena := strings.Repeat("x", 1<<10) + "t-1|meter|cust-1|{}|ev-9"
+	base := len(arena) - len("t-1|meter|cust-1|{}|ev-9")
+	sub := func(from, n int) string { return arena[base+from : base+from+n] }
+	inArena := func(s string) bool {
+		if s == "" {
+			return false
+		}
+		p := uintptr(unsafe.Pointer(unsafe.StringData(s)))
+		lo := uintptr(unsafe.Pointer(unsafe.StringData(arena)))
+		return p >= lo && p < lo+uintptr(len(arena))
+	}
+	key := abacus.RollupKey{TenantID: sub(0, 3), Meter: sub(4, 5), Customer: sub(10, 6), Group: sub(17, 2), Minute: 7}
+	var c rollupCache
+	row := &abacus.RollupDelta{RollupKey: key, Count: 1, LatestID: sub(20, 4)}
+	c.commit(map[abacus.RollupKey]*abacus.RollupDelta{key: row})
+	got, ok := c.get(key)
+	if !ok || got.Count != 1 {
+		t.Fatalf("cached row: %+v, %v", got, ok)
+	}
+	for _, s := range []string{got.TenantID, got.Meter, got.Customer, got.Group, got.LatestID} {
+		if inArena(s) {
+			t.Fatalf("cached row keeps %q from the decoding buffer", s)
+		}
+	}
+	owned := got.RollupKey
+	next := &abacus.RollupDelta{RollupKey: key, Count: 2, LatestID: sub(20, 4)}
+	c.commit(map[abacus.RollupKey]*abacus.RollupDelta{key: next})
+	got, _ = c.get(key)
+	if got.Count != 2 || unsafe.StringData(got.Customer) != unsafe.StringData(owned.Customer) || inArena(got.LatestID) {
+		t.Fatalf("second commit: count %d, key reused %v, latest id owned %v", got.Count,
+			unsafe.StringData(got.Customer) == unsafe.StringData(owned.Customer), !inArena(got.LatestID))
 	}
 }

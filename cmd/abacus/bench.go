@@ -47,7 +47,7 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 	fs.IntVar(&cfg.QueryDays, "query-days", 30, "days the query phase's events span")
 	fs.IntVar(&cfg.Queries, "queries", 200, "usage queries the query phase times")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the load phase to this file (in-process: server and load generator)")
-	profilePhase := fs.String("profile-phase", "peak", "the phase --cpuprofile covers: peak or sustained")
+	profilePhase := fs.String("profile-phase", "peak", "the phase --cpuprofile and --memprofile cover: peak or sustained")
 	memprofile := fs.String("memprofile", "", "write a heap profile (in use and allocated) at the end of the peak phase's sending to this file")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
