@@ -58,8 +58,9 @@ func (c *meterCache) get(ctx context.Context, tx abacus.ApplyTx) (map[[2]string]
 
 type eventKey struct{ tenant, id string }
 
-// apply commits one batch of log messages. events is scratch space, returned
-// for reuse.
+// apply commits one batch of log messages. events is scratch space (pass it
+// empty), returned holding the batch's decoded events so that the caller can
+// clear them and reuse the space.
 func (a *Aggregator) apply(ctx context.Context, batch []abacus.LogMessage, events []abacus.Event) ([]abacus.Event, error) {
 	// Decode, and split the batch into first occurrences (in log order) and
 	// repeats of an id seen earlier in the same batch.
@@ -162,7 +163,7 @@ func (a *Aggregator) apply(ctx context.Context, batch []abacus.LogMessage, event
 		return nil
 	})
 	if err != nil {
-		return events[:0], err
+		return events, err
 	}
 	m := a.cfg.Metrics
 	m.EventsApplied.Add(float64(newCount))
@@ -173,7 +174,7 @@ func (a *Aggregator) apply(ctx context.Context, batch []abacus.LogMessage, event
 	}
 	a.setError(nil)
 	a.Commit(positions)
-	return events[:0], nil
+	return events, nil
 }
 
 func repeat(e *abacus.AppliedEvent, stored [16]byte) abacus.Repeat {
