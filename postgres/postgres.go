@@ -13,14 +13,10 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
-	"path"
-	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/abacus-billing/abacus"
+	"github.com/abacus-billing/abacus/internal/migration"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -76,42 +72,10 @@ func (s *Store) Ready(ctx context.Context) error {
 	if err := s.pool.QueryRow(ctx, `SELECT COALESCE(string_agg(version::text, ' ' ORDER BY version), '') FROM schema_migrations`).Scan(&applied); err != nil {
 		return fmt.Errorf("postgres not ready: %w", err)
 	}
-	if want := migrationVersions(); applied != want {
+	if want := migration.Versions(migrations); applied != want {
 		return fmt.Errorf("postgres not ready: schema versions [%s], want [%s]", applied, want)
 	}
 	return nil
-}
-
-// migrationFiles returns the embedded migrations in the order they apply:
-// by the number their name starts with. Numbers need not be contiguous
-// (migrations written on parallel branches land in any order), so a
-// database may have a later number applied before an earlier one arrives;
-// migrate applies whatever is missing.
-func migrationFiles() []string {
-	names, _ := fs.Glob(migrations, "migrations/*.sql")
-	slices.Sort(names)
-	return names
-}
-
-// migrationVersion is the number a migration's file name starts with.
-func migrationVersion(name string) (int, error) {
-	v, err := strconv.Atoi(strings.SplitN(path.Base(name), "_", 2)[0])
-	if err != nil {
-		return 0, fmt.Errorf("migrate: bad migration name %s", name)
-	}
-	return v, nil
-}
-
-// migrationVersions is the version of every embedded migration, ascending,
-// as a space-separated list.
-func migrationVersions() string {
-	var vs []string
-	for _, name := range migrationFiles() {
-		if v, err := migrationVersion(name); err == nil {
-			vs = append(vs, strconv.Itoa(v))
-		}
-	}
-	return strings.Join(vs, " ")
 }
 
 // migrate applies the numbered migrations not applied yet, each in its own
@@ -124,8 +88,8 @@ func migrationVersions() string {
 // the same lock, because CREATE TABLE IF NOT EXISTS is not safe against a
 // concurrent creator (it fails with a unique violation on pg_type).
 func (s *Store) migrate(ctx context.Context) error {
-	for _, name := range migrationFiles() {
-		version, err := migrationVersion(name)
+	for _, name := range migration.Files(migrations) {
+		version, err := migration.Version(name)
 		if err != nil {
 			return err
 		}

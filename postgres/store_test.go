@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"github.com/abacus-billing/abacus/internal/migration"
 	"math/rand/v2"
 	"os"
 	"runtime"
@@ -194,7 +195,7 @@ func TestConcurrentMigrators(t *testing.T) {
 	}
 	var n int
 	must(t, admin.QueryRow(ctx, `SELECT count(*) FROM `+schema+`.schema_migrations`).Scan(&n))
-	if n != len(migrationFiles()) {
+	if n != len(migration.Files(migrations)) {
 		t.Fatalf("schema_migrations rows = %d", n)
 	}
 }

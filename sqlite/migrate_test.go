@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"github.com/abacus-billing/abacus/internal/migration"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -34,7 +35,7 @@ func TestReadyChecksVersions(t *testing.T) {
 		}
 		s.Close()
 	}
-	if got := migrationVersions(); !strings.HasPrefix(got, "1 2 ") || !strings.Contains(got, " 4") {
+	if got := migration.Versions(migrations); !strings.HasPrefix(got, "1 2 ") || !strings.Contains(got, " 4") {
 		t.Fatalf("embedded versions = %q", got)
 	}
 }

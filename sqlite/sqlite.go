@@ -14,13 +14,10 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"path/filepath"
-	"slices"
-	"strconv"
-	"strings"
 
 	"github.com/abacus-billing/abacus"
+	"github.com/abacus-billing/abacus/internal/migration"
 )
 
 //go:embed migrations/*.sql
@@ -102,42 +99,10 @@ func (s *Store) Ready(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("sqlite not ready: %w", err)
 	}
-	if want := migrationVersions(); applied != want {
+	if want := migration.Versions(migrations); applied != want {
 		return fmt.Errorf("sqlite not ready: schema versions [%s], want [%s]", applied, want)
 	}
 	return nil
-}
-
-// migrationFiles returns the embedded migrations in the order they apply:
-// by the number their name starts with. Numbers need not be contiguous
-// (migrations written on parallel branches land in any order), so a
-// database may have a later number applied before an earlier one arrives;
-// migrate applies whatever is missing.
-func migrationFiles() []string {
-	names, _ := fs.Glob(migrations, "migrations/*.sql")
-	slices.Sort(names)
-	return names
-}
-
-// migrationVersion is the number a migration's file name starts with.
-func migrationVersion(name string) (int, error) {
-	v, err := strconv.Atoi(strings.SplitN(filepath.Base(name), "_", 2)[0])
-	if err != nil {
-		return 0, fmt.Errorf("migrate: bad migration name %s", name)
-	}
-	return v, nil
-}
-
-// migrationVersions is the version of every embedded migration, ascending,
-// as a space-separated list.
-func migrationVersions() string {
-	var vs []string
-	for _, name := range migrationFiles() {
-		if v, err := migrationVersion(name); err == nil {
-			vs = append(vs, strconv.Itoa(v))
-		}
-	}
-	return strings.Join(vs, " ")
 }
 
 // migrate applies the numbered migrations not applied yet, each in its own
@@ -146,8 +111,8 @@ func (s *Store) migrate(ctx context.Context) error {
 	if _, err := s.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
-	for _, name := range migrationFiles() {
-		version, err := migrationVersion(name)
+	for _, name := range migration.Files(migrations) {
+		version, err := migration.Version(name)
 		if err != nil {
 			return err
 		}
