@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"fmt"
-	"github.com/abacus-billing/abacus/internal/migration"
 	"math/rand/v2"
 	"os"
 	"runtime"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/abacus-billing/abacus"
 	"github.com/abacus-billing/abacus/internal/jsonenc"
+	"github.com/abacus-billing/abacus/internal/migration"
 	"github.com/cockroachdb/apd/v3"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"

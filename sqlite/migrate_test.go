@@ -2,10 +2,11 @@ package sqlite
 
 import (
 	"context"
-	"github.com/abacus-billing/abacus/internal/migration"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/abacus-billing/abacus/internal/migration"
 )
 
 // TestReadyChecksVersions: Ready wants exactly the embedded migrations,
