@@ -379,18 +379,46 @@ func (c *computation) quantity(ctx context.Context, meter string, from, to time.
 	return q, events, nil
 }
 
+// discountCovers gathers, per discount key in first-seen order, the
+// intervals in which the discount is in force.
+type discountCovers struct {
+	byKey map[string]*discountCover
+	keys  []string
+}
+
+type discountCover struct {
+	d   abacus.Discount
+	ivs []rating.Interval
+}
+
+// add records d as in force over [from, to), cut at its Until; an empty
+// span adds nothing.
+func (cs *discountCovers) add(d abacus.Discount, from, to time.Time) {
+	if d.Until != nil {
+		to = minT(to, *d.Until)
+	}
+	if !from.Before(to) {
+		return
+	}
+	if cs.byKey == nil {
+		cs.byKey = map[string]*discountCover{}
+	}
+	cv := cs.byKey[d.Key]
+	if cv == nil {
+		cv = &discountCover{d: d}
+		cs.byKey[d.Key] = cv
+		cs.keys = append(cs.keys, d.Key)
+	}
+	cv.ivs = append(cv.ivs, rating.Interval{Start: from.UTC(), End: to.UTC()})
+}
+
 // itemDiscounts returns the discount lines of one fee or usage entry: each
 // discount of the run's records that covers the item, for the days of
 // [from, to) it is in force. Percent discounts take that share of the
 // line; amount discounts take their amount per whole period, prorated by
 // days, never more than the line.
 func (c *computation) itemDiscounts(e *entry, r *run, from, to time.Time, whole rating.Interval) ([]*entry, error) {
-	type cover struct {
-		d   abacus.Discount
-		ivs []rating.Interval
-	}
-	byKey := map[string]*cover{}
-	var keys []string
+	var covers discountCovers
 	for _, rec := range r.records {
 		rf, rt := maxT(from, rec.StartsAt), to
 		if rec.EndsAt != nil {
@@ -403,26 +431,13 @@ func (c *computation) itemDiscounts(e *entry, r *run, from, to time.Time, whole 
 			if len(d.Items) == 0 && d.Amount != "" {
 				continue // invoice-level
 			}
-			df, dt := rf, rt
-			if d.Until != nil {
-				dt = minT(dt, *d.Until)
-			}
-			if !df.Before(dt) {
-				continue
-			}
-			cv := byKey[d.Key]
-			if cv == nil {
-				cv = &cover{d: d}
-				byKey[d.Key] = cv
-				keys = append(keys, d.Key)
-			}
-			cv.ivs = append(cv.ivs, rating.Interval{Start: df.UTC(), End: dt.UTC()})
+			covers.add(d, rf, rt)
 		}
 	}
 	var out []*entry
 	remaining := e.amount
-	for _, k := range keys {
-		cv := byKey[k]
+	for _, k := range covers.keys {
+		cv := covers.byKey[k]
 		days, err := c.days(whole, cv.ivs)
 		if err != nil {
 			return nil, err
@@ -561,12 +576,7 @@ func (c *computation) commitment(planDays map[abacus.PlanRef][]rating.Interval, 
 // amount per period, prorated by the days they are in force, never more
 // than what the period comes to.
 func (c *computation) invoiceDiscounts(period Period, whole rating.Interval, sum *apd.Decimal) []*entry {
-	type cover struct {
-		d   abacus.Discount
-		ivs []rating.Interval
-	}
-	byKey := map[string]*cover{}
-	var keys []string
+	var covers discountCovers
 	for _, rec := range c.charges {
 		if rec.Trial {
 			continue
@@ -579,27 +589,14 @@ func (c *computation) invoiceDiscounts(period Period, whole rating.Interval, sum
 			if len(d.Items) > 0 || d.Amount == "" {
 				continue
 			}
-			dt := to
-			if d.Until != nil {
-				dt = minT(dt, *d.Until)
-			}
-			if !from.Before(dt) {
-				continue
-			}
-			cv := byKey[d.Key]
-			if cv == nil {
-				cv = &cover{d: d}
-				byKey[d.Key] = cv
-				keys = append(keys, d.Key)
-			}
-			cv.ivs = append(cv.ivs, rating.Interval{Start: from.UTC(), End: dt.UTC()})
+			covers.add(d, from, to)
 		}
 	}
-	slices.Sort(keys)
+	slices.Sort(covers.keys)
 	var out []*entry
 	remaining := *sum
-	for _, k := range keys {
-		cv := byKey[k]
+	for _, k := range covers.keys {
+		cv := covers.byKey[k]
 		f, err := c.days(whole, cv.ivs)
 		if err != nil || f.Num == 0 {
 			continue
