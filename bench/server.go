@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -46,14 +47,16 @@ func startServer(ctx context.Context, cfg Config) (s *server, err error) {
 		}
 	}
 	s.key = "abk_bench_" + randomHex(16)
-	args := []string{"--data", dir, "--http", "127.0.0.1:0", "--durability", string(cfg.Durability),
-		"--partitions", fmt.Sprint(cfg.Partitions), "--admin-key", s.key}
-	if db != "" {
-		args = append(args, "--db", db)
+	if db == "" {
+		db = "sqlite:" + filepath.Join(dir, "abacus.db")
 	}
-	// The in-process server takes ABACUS_* settings from the environment,
-	// as `abacus serve` does (ABACUS_MEMORY_LIMIT=0, say); the flags above
-	// are the run's own and win.
+	// The store and the log are always named here (the log embedded in the
+	// temp dir): an ABACUS_DB or ABACUS_NATS in the environment must never
+	// point a benchmark at a real deployment.
+	args := []string{"--data", dir, "--http", "127.0.0.1:0", "--durability", string(cfg.Durability),
+		"--partitions", fmt.Sprint(cfg.Partitions), "--admin-key", s.key, "--db", db, "--nats="}
+	// Other ABACUS_* settings come from the environment, as for `abacus
+	// serve` (ABACUS_MEMORY_LIMIT=0, say); the flags above win.
 	ac, _, err := app.ParseConfig("bench", args, os.Getenv)
 	if err != nil {
 		return nil, err
