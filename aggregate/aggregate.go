@@ -139,36 +139,104 @@ func (a *Aggregator) readLoop(ctx context.Context, p int, after uint64, q *queue
 	})
 }
 
-// applyLoop takes what is queued (at least one message, at most
-// MaxBatchEvents events) and applies it in one transaction, retrying the
-// same batch until it commits: the queue is never skipped.
+// applyLoop applies the batches gather hands it, each in one transaction,
+// retrying the same batch until it commits: the queue is never skipped.
+// While a transaction runs, gather decodes and evaluates what arrives into
+// the next batch, and hands over all of it once the transaction is done:
+// a transaction takes what queued while the previous one ran, as before
+// the two were split, so transactions do not shrink.
 func (a *Aggregator) applyLoop(ctx context.Context, q *queue) {
-	var batch []abacus.LogMessage
-	var events []abacus.Event
+	ready := make(chan *batch)
+	free := make(chan *batch, 2)
+	free <- newBatch()
+	free <- newBatch()
+	done, gone := make(chan struct{}), make(chan struct{})
+	defer func() { close(done); <-gone }()
+	go func() { defer close(gone); a.gather(q, ready, free, done) }()
 	for {
-		var err error
-		if batch, err = q.take(ctx, batch[:0], a.cfg.MaxBatchEvents, a.cfg.LingerEvents, a.cfg.Linger); err != nil {
+		var b *batch
+		select {
+		case b = <-ready:
+		case <-ctx.Done():
 			return
 		}
 		for attempt := 0; ; attempt++ {
-			events, err = a.apply(context.WithoutCancel(ctx), batch, events[:0])
+			err := a.apply(context.WithoutCancel(ctx), b)
 			if err == nil {
 				break
 			}
 			a.cfg.Metrics.ApplyErrors.Inc()
 			a.setError(err)
-			a.cfg.Logger.Error("apply batch failed; retrying", "messages", len(batch), "attempt", attempt, "err", err)
+			a.cfg.Logger.Error("apply batch failed; retrying", "messages", len(b.msgs), "attempt", attempt, "err", err)
 			consume.Sleep(ctx, time.Duration(min(attempt+1, 10))*100*time.Millisecond)
 			if ctx.Err() != nil {
 				return
 			}
 		}
-		q.done(batch)
-		// Drop what the batch referenced (log messages, decoded events and
-		// the decoding arenas their strings share) so that an idle or a
-		// smaller next batch does not keep it alive.
-		clear(batch)
-		clear(events)
+		q.done(b.msgs)
+		b.reset()
+		free <- b
+	}
+}
+
+// gather fills a batch from q: it waits for one message, then adds what
+// else is queued up to MaxBatchEvents events, and offers the batch to
+// applyLoop as soon as it holds LingerEvents events or has waited Linger
+// since its first message. Until applyLoop takes it, it goes on adding.
+// Two batches circulate (free), so memory holds at most the one being
+// applied and the one being gathered; the queue's byte bound covers both,
+// as their messages are released only once applied.
+func (a *Aggregator) gather(q *queue, ready chan<- *batch, free <-chan *batch, done <-chan struct{}) {
+	for {
+		var b *batch
+		select {
+		case b = <-free:
+		case <-done:
+			return
+		}
+		// The first message.
+		select {
+		case m := <-q.ch:
+			meters, v := a.meters.last()
+			b.add(m, meters, v, a)
+		case <-done:
+			return
+		}
+		if !a.fill(q, b, ready, done) {
+			return
+		}
+	}
+}
+
+// fill adds to b until applyLoop takes it; false: applyLoop is gone.
+func (a *Aggregator) fill(q *queue, b *batch, ready chan<- *batch, done <-chan struct{}) bool {
+	lingered := b.n >= a.cfg.LingerEvents || a.cfg.Linger <= 0
+	var timeout <-chan time.Time
+	if !lingered {
+		t := time.NewTimer(a.cfg.Linger)
+		defer t.Stop()
+		timeout = t.C
+	}
+	for {
+		var offer chan<- *batch
+		if lingered || b.n >= a.cfg.LingerEvents {
+			offer = ready
+		}
+		var in <-chan abacus.LogMessage
+		if b.n < a.cfg.MaxBatchEvents {
+			in = q.ch
+		}
+		select {
+		case offer <- b:
+			return true
+		case m := <-in:
+			meters, v := a.meters.last()
+			b.add(m, meters, v, a)
+		case <-timeout:
+			lingered, timeout = true, nil
+		case <-done:
+			return false
+		}
 	}
 }
 
@@ -205,47 +273,6 @@ func (q *queue) put(ctx context.Context, m abacus.LogMessage) error {
 		q.sem.Release(q.weight(m))
 		return ctx.Err()
 	}
-}
-
-// take waits for one message, then adds what else is queued up to
-// maxEvents events; while it holds fewer than lingerEvents it waits up to
-// linger for more.
-func (q *queue) take(ctx context.Context, batch []abacus.LogMessage, maxEvents, lingerEvents int, linger time.Duration) ([]abacus.LogMessage, error) {
-	select {
-	case m := <-q.ch:
-		batch = append(batch, m)
-	case <-ctx.Done():
-		return batch, ctx.Err()
-	}
-	n := messageEvents(batch[0].Data)
-	var timeout <-chan time.Time
-	for n < maxEvents {
-		select {
-		case m := <-q.ch:
-			batch = append(batch, m)
-			n += messageEvents(m.Data)
-			continue
-		default:
-		}
-		if n >= lingerEvents || linger <= 0 {
-			return batch, nil
-		}
-		if timeout == nil {
-			t := time.NewTimer(linger)
-			defer t.Stop()
-			timeout = t.C
-		}
-		select {
-		case m := <-q.ch:
-			batch = append(batch, m)
-			n += messageEvents(m.Data)
-		case <-timeout:
-			return batch, nil
-		case <-ctx.Done():
-			return batch, nil // apply what was taken; the next take sees ctx
-		}
-	}
-	return batch, nil
 }
 
 // done releases the bytes of an applied batch.
