@@ -5,8 +5,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/abacus-billing/abacus"
 	"github.com/abacus-billing/abacus/internal/jsonenc"
@@ -97,7 +99,7 @@ type stmtCache struct {
 func (c *stmtCache) prepare(ctx context.Context, db *sql.DB) error {
 	c.stmts = map[string]*sql.Stmt{}
 	for size := insertChunk; size > 0; size >>= 1 {
-		for _, q := range []string{insertEventsSQL(size), writeRollupsSQL(size)} {
+		for _, q := range []string{insertEventsSQL(size), writeRollupsSQL(size), writeBlocksSQL(size)} {
 			st, err := db.PrepareContext(ctx, q)
 			if err != nil {
 				return fmt.Errorf("prepare: %w", err)
@@ -205,7 +207,7 @@ func insertEventsSQL(n int) string {
 		}
 		b.WriteString(`(?,?,?,?,?,?,?,?,?,?,?,?,?,?)`)
 	}
-	b.WriteString(` ON CONFLICT(tenant_id, id) DO NOTHING RETURNING tenant_id, id`)
+	b.WriteString(` ON CONFLICT(tenant_id, id) DO NOTHING RETURNING rowid, tenant_id, id`)
 	q := b.String()
 	insertSQL.Store(n, q)
 	return q
@@ -218,7 +220,7 @@ func (t *applyTx) InsertEvents(ctx context.Context, events []abacus.AppliedEvent
 	appliedAt := ns(t.stamp.at)
 	results := make([]abacus.InsertResult, len(events))
 	type key struct{ tenant, id string }
-	inserted := make(map[key]bool, len(events))
+	inserted := make(map[key]int64, len(events)) // → rowid
 	args := make([]any, 0, insertChunk*14)
 	var buf []byte
 	start := 0
@@ -249,20 +251,23 @@ func (t *applyTx) InsertEvents(ctx context.Context, events []abacus.AppliedEvent
 		}
 		for rows.Next() {
 			var k key
-			if err := rows.Scan(&k.tenant, &k.id); err != nil {
+			var rowid int64
+			if err := rows.Scan(&rowid, &k.tenant, &k.id); err != nil {
 				rows.Close()
 				return nil, err
 			}
-			inserted[k] = true
+			inserted[k] = rowid
 		}
 		if err := rows.Close(); err != nil {
 			return nil, fmt.Errorf("insert events: %w", err)
 		}
 	}
+	var blocks eventBlocks
 	for i := range events {
 		e := &events[i]
-		if inserted[key{e.TenantID, e.ID}] {
+		if rowid, ok := inserted[key{e.TenantID, e.ID}]; ok {
 			results[i].Inserted = true
+			blocks.add(&e.Event, rowid)
 			continue
 		}
 		var h []byte
@@ -271,7 +276,102 @@ func (t *applyTx) InsertEvents(ctx context.Context, events []abacus.AppliedEvent
 		}
 		copy(results[i].ExistingHash[:], h)
 	}
+	if err := t.writeBlocks(ctx, &blocks, appliedAt); err != nil {
+		return nil, err
+	}
 	return results, nil
+}
+
+// eventBlocks gathers the rows of event_blocks a transaction writes: per
+// tenant, customer and minute of event time, the rowids of the events it
+// stored (migration 0005; docs/ARCHITECTURE.md, "Event blocks").
+type eventBlocks struct {
+	index map[blockKey]int
+	rows  []eventBlock
+}
+
+type blockKey struct {
+	tenant, customer string
+	minute           int64
+}
+
+type eventBlock struct {
+	blockKey
+	first  int64
+	rowids []byte // a JSON array
+}
+
+func (b *eventBlocks) add(e *abacus.Event, rowid int64) {
+	if b.index == nil {
+		b.index = map[blockKey]int{}
+	}
+	k := blockKey{e.TenantID, e.Customer, eventMinute(e.Time.UnixNano())}
+	i, ok := b.index[k]
+	if !ok {
+		i = len(b.rows)
+		b.index[k] = i
+		b.rows = append(b.rows, eventBlock{blockKey: k, first: rowid, rowids: []byte{'['}})
+	} else {
+		b.rows[i].rowids = append(b.rows[i].rowids, ',')
+	}
+	r := &b.rows[i]
+	r.first = min(r.first, rowid)
+	r.rowids = strconv.AppendInt(r.rowids, rowid, 10)
+}
+
+// eventMinute is the minute of event time t (Unix nanoseconds), rounded
+// down: the minute of migration 0005's backfill.
+func eventMinute(t int64) int64 {
+	const minute = int64(time.Minute)
+	m := t / minute
+	if t%minute < 0 {
+		m--
+	}
+	return m
+}
+
+const blockColumns = 6
+
+var blocksSQL sync.Map // rows → statement text
+
+func writeBlocksSQL(n int) string {
+	if q, ok := blocksSQL.Load(n); ok {
+		return q.(string)
+	}
+	var b strings.Builder
+	b.WriteString(`INSERT INTO event_blocks(tenant_id, customer_id, minute, applied_at, first_rowid, rowids) VALUES `)
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`(?,?,?,?,?,?)`)
+	}
+	q := b.String()
+	blocksSQL.Store(n, q)
+	return q
+}
+
+func (t *applyTx) writeBlocks(ctx context.Context, b *eventBlocks, appliedAt int64) error {
+	args := make([]any, 0, insertChunk*blockColumns)
+	start := 0
+	for _, size := range chunks(len(b.rows), insertChunk) {
+		chunk := b.rows[start : start+size]
+		start += size
+		args = args[:0]
+		for i := range chunk {
+			r := &chunk[i]
+			r.rowids = append(r.rowids, ']')
+			args = append(args, r.tenant, r.customer, r.minute, appliedAt, r.first, string(r.rowids))
+		}
+		st, err := t.stmts.get(ctx, t.tx, writeBlocksSQL(len(chunk)))
+		if err != nil {
+			return fmt.Errorf("write event blocks: %w", err)
+		}
+		if _, err := st.ExecContext(ctx, args...); err != nil {
+			return fmt.Errorf("write event blocks: %w", err)
+		}
+	}
+	return nil
 }
 
 func (t *applyTx) RecordRepeats(ctx context.Context, repeats []abacus.Repeat) error {

@@ -108,10 +108,9 @@ func FromNullNS(n *int64) *time.Time {
 	return &t
 }
 
-// EventsWhere is the WHERE clause of ScanEvents for f (abacus.EventFilter)
-// over the events table. EINVALID without a tenant or a customer: a scan
-// of raw events is always one customer's.
-func EventsWhere(f abacus.EventFilter, numbered bool) (Where, error) {
+// CheckEventFilter refuses a scan of raw events (ScanEvents) without a
+// tenant or a customer (EINVALID): a scan is always one customer's.
+func CheckEventFilter(f abacus.EventFilter) error {
 	var p abacus.Problems
 	if f.TenantID == "" {
 		p.Add("tenant", "is required")
@@ -119,7 +118,13 @@ func EventsWhere(f abacus.EventFilter, numbered bool) (Where, error) {
 	if f.Customer == "" {
 		p.Add("customer", "is required to read raw events")
 	}
-	if err := p.Err(); err != nil {
+	return p.Err()
+}
+
+// EventsWhere is the WHERE clause of ScanEvents for f (abacus.EventFilter)
+// over the events table (CheckEventFilter's errors).
+func EventsWhere(f abacus.EventFilter, numbered bool) (Where, error) {
+	if err := CheckEventFilter(f); err != nil {
 		return Where{}, err
 	}
 	w := Where{Numbered: numbered}
