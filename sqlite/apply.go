@@ -221,8 +221,9 @@ func (t *applyTx) InsertEvents(ctx context.Context, events []abacus.AppliedEvent
 	}
 	appliedAt := ns(t.stamp.at)
 	results := make([]abacus.InsertResult, len(events))
-	type key struct{ tenant, id string }
-	inserted := make(map[key]int64, len(events)) // → rowid
+	inserted := make([]bool, len(events))
+	rowids := make([]int64, len(events))
+	var returned []returnedRow
 	args := make([]any, 0, insertChunk*14)
 	var buf []byte
 	start := 0
@@ -251,25 +252,29 @@ func (t *applyTx) InsertEvents(ctx context.Context, events []abacus.AppliedEvent
 		if err != nil {
 			return nil, fmt.Errorf("insert events: %w", err)
 		}
+		returned = returned[:0]
 		for rows.Next() {
-			var k key
-			var rowid int64
-			if err := rows.Scan(&rowid, &k.tenant, &k.id); err != nil {
+			var r returnedRow
+			if err := rows.Scan(&r.rowid, &r.tenant, &r.id); err != nil {
 				rows.Close()
 				return nil, err
 			}
-			inserted[k] = rowid
+			returned = append(returned, r)
 		}
 		if err := rows.Close(); err != nil {
 			return nil, fmt.Errorf("insert events: %w", err)
+		}
+		base := start - size
+		if err := matchReturned(chunk, returned, inserted[base:start], rowids[base:start]); err != nil {
+			return nil, err
 		}
 	}
 	var blocks eventBlocks
 	for i := range events {
 		e := &events[i]
-		if rowid, ok := inserted[key{e.TenantID, e.ID}]; ok {
+		if inserted[i] {
 			results[i].Inserted = true
-			blocks.add(&e.Event, rowid)
+			blocks.add(&e.Event, rowids[i])
 			continue
 		}
 		var h []byte
@@ -282,6 +287,50 @@ func (t *applyTx) InsertEvents(ctx context.Context, events []abacus.AppliedEvent
 		return nil, err
 	}
 	return results, nil
+}
+
+// returnedRow is a row of the events INSERT's RETURNING clause.
+type returnedRow struct {
+	rowid      int64
+	tenant, id string
+}
+
+// matchReturned marks the events of chunk that returned says were inserted,
+// with their rowids. SQLite returns them in the order of the VALUES, which
+// a walk along chunk checks as it goes (no map of keys, which was 10% of
+// storing an event); in any other order they are matched by key. The ids
+// of one call are distinct (abacus.ApplyTx.InsertEvents), so either way
+// each returned row names exactly one event.
+func matchReturned(chunk []abacus.AppliedEvent, returned []returnedRow, inserted []bool, rowids []int64) error {
+	j := 0
+	for _, r := range returned {
+		for j < len(chunk) && (chunk[j].ID != r.id || chunk[j].TenantID != r.tenant) {
+			j++
+		}
+		if j == len(chunk) {
+			return matchReturnedByKey(chunk, returned, inserted, rowids)
+		}
+		inserted[j], rowids[j] = true, r.rowid
+		j++
+	}
+	return nil
+}
+
+func matchReturnedByKey(chunk []abacus.AppliedEvent, returned []returnedRow, inserted []bool, rowids []int64) error {
+	clear(inserted)
+	type key struct{ tenant, id string }
+	index := make(map[key]int, len(chunk))
+	for i := range chunk {
+		index[key{chunk[i].TenantID, chunk[i].ID}] = i
+	}
+	for _, r := range returned {
+		i, ok := index[key{r.tenant, r.id}]
+		if !ok || inserted[i] {
+			return fmt.Errorf("insert events: returned event %q/%q, which it was not given", r.tenant, r.id)
+		}
+		inserted[i], rowids[i] = true, r.rowid
+	}
+	return nil
 }
 
 // eventBlocks gathers the rows of event_blocks a transaction writes: per

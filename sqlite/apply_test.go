@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"unsafe"
@@ -59,5 +60,43 @@ func TestRollupCacheOwnsStrings(t *testing.T) {
 	if got.Count != 2 || unsafe.StringData(got.Customer) != unsafe.StringData(owned.Customer) || inArena(got.LatestID) {
 		t.Fatalf("second commit: count %d, key reused %v, latest id owned %v", got.Count,
 			unsafe.StringData(got.Customer) == unsafe.StringData(owned.Customer), !inArena(got.LatestID))
+	}
+}
+
+// TestMatchReturned: RETURNING rows are matched to the events given in
+// their order, and by key in any other.
+func TestMatchReturned(t *testing.T) {
+	ev := func(tenant, id string) abacus.AppliedEvent {
+		return abacus.AppliedEvent{Event: abacus.Event{TenantID: tenant, ID: id}}
+	}
+	chunk := []abacus.AppliedEvent{ev("t", "a"), ev("t", "b"), ev("u", "a"), ev("t", "c"), ev("t", "d")}
+	for _, c := range []struct {
+		name     string
+		returned []returnedRow
+		want     string
+	}{
+		{"in order", []returnedRow{{1, "t", "a"}, {2, "u", "a"}, {3, "t", "c"}}, "[1 0 2 3 0]"},
+		{"none", nil, "[0 0 0 0 0]"},
+		{"out of order", []returnedRow{{7, "t", "c"}, {8, "t", "b"}, {9, "t", "a"}}, "[9 8 0 7 0]"},
+		{"out of order, then a later one", []returnedRow{{7, "t", "c"}, {8, "t", "a"}, {9, "t", "d"}}, "[8 0 0 7 9]"},
+		{"the last only", []returnedRow{{4, "t", "d"}}, "[0 0 0 0 4]"},
+	} {
+		inserted, rowids := make([]bool, len(chunk)), make([]int64, len(chunk))
+		if err := matchReturned(chunk, c.returned, inserted, rowids); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		got := make([]int64, len(chunk))
+		for i := range got {
+			if inserted[i] {
+				got[i] = rowids[i]
+			}
+		}
+		if s := fmt.Sprint(got); s != c.want {
+			t.Errorf("%s: rowids %s, want %s", c.name, s, c.want)
+		}
+	}
+	inserted, rowids := make([]bool, len(chunk)), make([]int64, len(chunk))
+	if err := matchReturned(chunk, []returnedRow{{1, "t", "zz"}}, inserted, rowids); err == nil {
+		t.Fatal("an unknown returned event was accepted")
 	}
 }
