@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/abacus-billing/abacus"
@@ -76,7 +77,21 @@ type Aggregator struct {
 	mu        sync.Mutex
 	meters    *meterCache
 	lastError error
+
+	busy atomic.Int64 // nanoseconds appliers spent in committed transactions
+	txs  atomic.Int64 // committed transactions
 }
+
+// Busy returns the time appliers have spent in committed transactions
+// (retries included) and how many there were, since Start. Over an
+// interval, busy time ÷ (interval × appliers) is how close the aggregator
+// is to its limit (abacus bench prints it).
+func (a *Aggregator) Busy() (time.Duration, int64) {
+	return time.Duration(a.busy.Load()), a.txs.Load()
+}
+
+// Appliers is the number of concurrent apply transactions.
+func (a *Aggregator) Appliers() int { return a.cfg.Appliers }
 
 // New returns an Aggregator; call Start.
 func New(cfg Config) *Aggregator {
@@ -155,11 +170,14 @@ func (a *Aggregator) applyLoop(ctx context.Context, q *queue) {
 	go func() { defer close(gone); a.gather(q, ready, free, done) }()
 	for {
 		var b *batch
+		waited := time.Now()
 		select {
 		case b = <-ready:
 		case <-ctx.Done():
 			return
 		}
+		start := time.Now()
+		a.cfg.Metrics.IdleSeconds.Add(start.Sub(waited).Seconds())
 		for attempt := 0; ; attempt++ {
 			err := a.apply(context.WithoutCancel(ctx), b)
 			if err == nil {
@@ -173,6 +191,11 @@ func (a *Aggregator) applyLoop(ctx context.Context, q *queue) {
 				return
 			}
 		}
+		took := time.Since(start)
+		a.cfg.Metrics.ApplySeconds.Observe(took.Seconds())
+		a.cfg.Metrics.BatchEvents.Observe(float64(b.n))
+		a.busy.Add(int64(took))
+		a.txs.Add(1)
 		q.done(b.msgs)
 		b.reset()
 		free <- b

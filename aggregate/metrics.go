@@ -12,6 +12,12 @@ type Metrics struct {
 	ApplyErrors     prometheus.Counter
 	CorruptMessages prometheus.Counter
 	Position        *prometheus.GaugeVec
+	// ApplySeconds and BatchEvents are per committed transaction; with
+	// IdleSeconds (appliers waiting for events) they say whether the
+	// aggregator is the bottleneck: an applier that is never idle is.
+	ApplySeconds prometheus.Histogram
+	BatchEvents  prometheus.Histogram
+	IdleSeconds  prometheus.Counter
 }
 
 // NewMetrics creates the metrics and registers them on reg (nil: unregistered).
@@ -23,9 +29,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		ApplyErrors:     prometheus.NewCounter(prometheus.CounterOpts{Name: "abacus_aggregate_apply_errors_total", Help: "Failed apply transactions (retried)."}),
 		CorruptMessages: prometheus.NewCounter(prometheus.CounterOpts{Name: "abacus_aggregate_corrupt_messages_total", Help: "Log messages that could not be decoded and were skipped."}),
 		Position:        prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "abacus_aggregate_position", Help: "Last committed log sequence per partition."}, []string{"partition"}),
+		ApplySeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "abacus_aggregate_apply_seconds", Help: "Duration of committed apply transactions, retries included.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
+		BatchEvents: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "abacus_aggregate_batch_events", Help: "Events (log records) per committed apply transaction.",
+			Buckets: prometheus.ExponentialBuckets(1, 4, 10)}),
+		IdleSeconds: prometheus.NewCounter(prometheus.CounterOpts{Name: "abacus_aggregate_idle_seconds_total", Help: "Time appliers spent waiting for events to apply."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.EventsApplied, m.Duplicates, m.Conflicts, m.ApplyErrors, m.CorruptMessages, m.Position)
+		reg.MustRegister(m.EventsApplied, m.Duplicates, m.Conflicts, m.ApplyErrors, m.CorruptMessages, m.Position,
+			m.ApplySeconds, m.BatchEvents, m.IdleSeconds)
 	}
 	return m
 }

@@ -195,6 +195,9 @@ type Report struct {
 	// included, and a figure other processes on the machine do not
 	// distort the way they distort rates. 0 with a remote URL.
 	CPUPerEvent time.Duration `json:"cpu_per_event_ns"`
+	// Aggregator is how busy the aggregator was over the same span
+	// (in-process only).
+	Aggregator *AggregatorLoad `json:"aggregator,omitempty"`
 
 	// PeakRSSBytes is VmHWM of this process at the end of the run (server
 	// and load generator together); 0 with a remote URL.
@@ -239,6 +242,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	local := srv != nil
 	c := client.New(cfg.URL, cfg.Key, client.WithRetries(3))
 	run := newRun(cfg)
+	if local {
+		run.agg = srv.app.Aggregator
+	}
 	if err := run.setup(ctx, c); err != nil {
 		return nil, err
 	}
@@ -254,6 +260,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}
 	cpu0 := cpuTime()
+	aggDone := run.aggregatorMark()
 	load, err := run.load(ctx, c, phase{name: "peak", batch: cfg.Batch, concurrency: cfg.Concurrency,
 		duration: cfg.Duration, rate: cfg.Rate, gen: run.gen})
 	if err == nil && cfg.MemProfile != nil && cfg.ProfilePhase != "sustained" {
@@ -270,6 +277,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	rep.Aggregator = aggDone()
 	load.fill(rep)
 	if local && rep.DistinctAccepted > 0 {
 		rep.CPUPerEvent = (cpuTime() - cpu0) / time.Duration(rep.DistinctAccepted)

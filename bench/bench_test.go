@@ -46,12 +46,16 @@ func TestRun(t *testing.T) {
 	if rep.CPUPerEvent <= 0 {
 		t.Errorf("CPU per event not measured")
 	}
+	if a := rep.Aggregator; a == nil || a.Transactions <= 0 || a.Busy <= 0 || a.Busy > 1 {
+		t.Errorf("aggregator load %+v", a)
+	}
 	for name, p := range map[string]*PhaseReport{"sustained": rep.Sustained, "single": rep.Single} {
 		if p == nil {
 			t.Errorf("%s phase missing", name)
 			continue
 		}
-		if p.Requests == 0 || p.Failed != 0 || p.FreshnessSamples == 0 || p.FreshnessP99 <= 0 || p.LatencyP99 <= 0 || p.RSSMaxBytes <= 0 {
+		if p.Requests == 0 || p.Failed != 0 || p.FreshnessSamples == 0 || p.FreshnessP99 <= 0 || p.LatencyP99 <= 0 || p.RSSMaxBytes <= 0 ||
+			p.Aggregator == nil || p.Aggregator.Transactions <= 0 {
 			t.Errorf("%s phase: %+v", name, p)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/abacus-billing/abacus"
+	"github.com/abacus-billing/abacus/aggregate"
 	"github.com/abacus-billing/abacus/client"
 	"golang.org/x/sync/errgroup"
 )
@@ -31,6 +32,32 @@ type run struct {
 	// distinct sums the distinct accepted events of every phase so far:
 	// what meterKeys[0] must count.
 	distinct int64
+	// agg is the in-process server's aggregator (nil with a remote URL).
+	agg *aggregate.Aggregator
+}
+
+// AggregatorLoad is how busy the aggregator's appliers were over a phase
+// (first send → all visible), in-process only: the time they spent in
+// committed transactions over the phase's time × appliers (near 1: the
+// aggregator is the bottleneck), and their transactions.
+type AggregatorLoad struct {
+	Busy         float64 `json:"busy"`
+	Transactions int64   `json:"transactions"`
+}
+
+// aggregatorMark starts measuring the aggregator's load; the returned
+// function ends it (nil without an in-process aggregator).
+func (r *run) aggregatorMark() func() *AggregatorLoad {
+	if r.agg == nil {
+		return func() *AggregatorLoad { return nil }
+	}
+	busy0, txs0 := r.agg.Busy()
+	t0 := time.Now()
+	return func() *AggregatorLoad {
+		busy, txs := r.agg.Busy()
+		span := time.Since(t0) * time.Duration(r.agg.Appliers())
+		return &AggregatorLoad{Busy: float64(busy-busy0) / float64(span), Transactions: txs - txs0}
+	}
 }
 
 func newRun(cfg Config) *run {

@@ -51,6 +51,8 @@ type PhaseReport struct {
 	RSSEndBytes   int64         `json:"rss_end_bytes"`
 	RSSMaxBytes   int64         `json:"rss_max_bytes"`
 	CPUPerEvent   time.Duration `json:"cpu_per_event_ns"`
+	// Aggregator: first send → all visible, as Report.Aggregator.
+	Aggregator *AggregatorLoad `json:"aggregator,omitempty"`
 }
 
 // openLoop runs ph open loop with the freshness probe beside it, then waits
@@ -67,6 +69,7 @@ func (r *run) openLoop(ctx context.Context, c *client.Client, mem *memSampler, p
 	wg.Go(func() { fresh, probeErr = r.probe(pctx, c) })
 	mark := mem.mark()
 	cpu0 := cpuTime()
+	aggDone := r.aggregatorMark()
 	l, err := r.load(ctx, c, ph)
 	stopProbe()
 	wg.Wait()
@@ -86,6 +89,7 @@ func (r *run) openLoop(ctx context.Context, c *client.Client, mem *memSampler, p
 	if err != nil {
 		return nil, err
 	}
+	rep.Aggregator = aggDone()
 	if l.distinct > 0 && mem != nil {
 		rep.CPUPerEvent = (cpuTime() - cpu0) / time.Duration(l.distinct)
 	}

@@ -99,6 +99,13 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 	return err
 }
 
+// printAggregator prints how busy the aggregator was over a phase.
+func printAggregator(tw io.Writer, a *bench.AggregatorLoad) {
+	if a != nil {
+		fmt.Fprintf(tw, "  aggregator\tbusy %.0f%% of the time from first send to all visible (in transactions; near 100%%: the bottleneck), %d transactions\n", a.Busy*100, a.Transactions)
+	}
+}
+
 func printBench(w io.Writer, r *bench.Report) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	loop := "closed loop"
@@ -116,6 +123,7 @@ func printBench(w io.Writer, r *bench.Report) {
 	if r.CPUPerEvent > 0 {
 		fmt.Fprintf(tw, "  CPU\t%.1f µs per event (whole process, load generator included)\n", float64(r.CPUPerEvent)/1e3)
 	}
+	printAggregator(tw, r.Aggregator)
 	for _, ph := range []struct {
 		name string
 		p    *bench.PhaseReport
@@ -131,6 +139,7 @@ func printBench(w io.Writer, r *bench.Report) {
 		if p.RSSMaxBytes > 0 {
 			fmt.Fprintf(tw, "  RSS\t%s after the first tenth, %s at the end, %s highest; CPU %.1f µs per event\n", mib(p.RSSEarlyBytes), mib(p.RSSEndBytes), mib(p.RSSMaxBytes), float64(p.CPUPerEvent)/1e3)
 		}
+		printAggregator(tw, p.Aggregator)
 		if p.Mismatch != "" {
 			fmt.Fprintf(tw, "  MISMATCH\t%s\n", p.Mismatch)
 		}
