@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/abacus-billing/abacus"
@@ -78,16 +77,25 @@ type Aggregator struct {
 	meters    *meterCache
 	lastError error
 
-	busy atomic.Int64 // nanoseconds appliers spent in committed transactions
-	txs  atomic.Int64 // committed transactions
+	// What Busy reports: the time of committed transactions and their
+	// count, and the transactions in flight (their number and the sum of
+	// their start times, so that their time so far is inTx·now − txSince).
+	busyMu  sync.Mutex
+	busy    time.Duration
+	txs     int64
+	inTx    int64
+	txSince int64
 }
 
-// Busy returns the time appliers have spent in committed transactions
-// (retries included) and how many there were, since Start. Over an
+// Busy returns the time appliers have spent in transactions since Start,
+// the one in flight included so far, and how many have committed. Over an
 // interval, busy time ÷ (interval × appliers) is how close the aggregator
 // is to its limit (abacus bench prints it).
 func (a *Aggregator) Busy() (time.Duration, int64) {
-	return time.Duration(a.busy.Load()), a.txs.Load()
+	a.busyMu.Lock()
+	defer a.busyMu.Unlock()
+	now := time.Now().UnixNano()
+	return a.busy + time.Duration(a.inTx*now-a.txSince), a.txs
 }
 
 // Appliers is the number of concurrent apply transactions.
@@ -178,6 +186,10 @@ func (a *Aggregator) applyLoop(ctx context.Context, q *queue) {
 		}
 		start := time.Now()
 		a.cfg.Metrics.IdleSeconds.Add(start.Sub(waited).Seconds())
+		a.busyMu.Lock()
+		a.inTx++
+		a.txSince += start.UnixNano()
+		a.busyMu.Unlock()
 		for attempt := 0; ; attempt++ {
 			err := a.apply(context.WithoutCancel(ctx), b)
 			if err == nil {
@@ -194,8 +206,12 @@ func (a *Aggregator) applyLoop(ctx context.Context, q *queue) {
 		took := time.Since(start)
 		a.cfg.Metrics.ApplySeconds.Observe(took.Seconds())
 		a.cfg.Metrics.BatchEvents.Observe(float64(b.n))
-		a.busy.Add(int64(took))
-		a.txs.Add(1)
+		a.busyMu.Lock()
+		a.busy += took
+		a.txs++
+		a.inTx--
+		a.txSince -= start.UnixNano()
+		a.busyMu.Unlock()
 		q.done(b.msgs)
 		b.reset()
 		free <- b

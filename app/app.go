@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -94,6 +95,14 @@ func Start(ctx context.Context, c Config, logger *slog.Logger) (_ *App, err erro
 		// heap holds large apply batches, and with GOGC alone RSS reached
 		// twice the live heap.
 		debug.SetMemoryLimit(c.MemoryLimitMiB << 20)
+	}
+	if c.Procs > 0 {
+		// More Ps than CPUs (docs/ARCHITECTURE.md, "GOMAXPROCS"): SQLite's
+		// writer spends its transactions in C, and a goroutine in a cgo
+		// call holds its P until the runtime's monitor takes it back,
+		// which can take milliseconds; with as many Ps as CPUs, request
+		// handling waited for a P while a CPU sat idle.
+		runtime.GOMAXPROCS(c.Procs)
 	}
 	if err := os.MkdirAll(c.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -36,6 +37,7 @@ type Config struct {
 	GapAlertAfter   time.Duration        // --subscription-gap-alert, ABACUS_SUBSCRIPTION_GAP_ALERT: default 15m
 	InvoiceInterval time.Duration        // --invoice-interval, ABACUS_INVOICE_INTERVAL: scheduler period, default 30s; 0 disables it
 	MemoryLimitMiB  int64                // --memory-limit, ABACUS_MEMORY_LIMIT: soft limit of the Go runtime in MiB, default 700; 0 = none
+	Procs           int                  // --procs, ABACUS_PROCS: the Go runtime's GOMAXPROCS, default twice the CPUs it found; 0 = the runtime's own
 
 	// Clock is "now" for ingest validation and defaults, and for knowledge
 	// stamps and barriers (no flag: tests and test clocks set it). Nil is
@@ -44,6 +46,11 @@ type Config struct {
 }
 
 // ParseConfig reads flags from args with environment defaults from getenv.
+
+// runtimeProcs is the GOMAXPROCS the Go runtime chose at start (the CPUs
+// it may use, cgroup limits included), read before Start changes it.
+var runtimeProcs = runtime.GOMAXPROCS(0)
+
 func ParseConfig(name string, args []string, getenv func(string) string) (Config, *flag.FlagSet, error) {
 	var c Config
 	var err error
@@ -81,6 +88,12 @@ func ParseConfig(name string, args []string, getenv func(string) string) (Config
 		memDefault = 0
 	}
 	fs.Int64Var(&c.MemoryLimitMiB, "memory-limit", int64(envInt("MEMORY_LIMIT", memDefault)), "soft memory limit of the Go runtime in MiB: the GC works harder near it (0: none)")
+	// Likewise the runtime's own GOMAXPROCS wins over ours.
+	procsDefault := 2 * runtimeProcs
+	if getenv("GOMAXPROCS") != "" {
+		procsDefault = 0
+	}
+	fs.IntVar(&c.Procs, "procs", envInt("PROCS", procsDefault), "Go runtime GOMAXPROCS (default twice the CPUs; 0: the runtime's own)")
 	if err := fs.Parse(args); err != nil {
 		return c, fs, err
 	}
@@ -113,6 +126,9 @@ func (c *Config) normalize() error {
 	}
 	if c.MemoryLimitMiB < 0 {
 		problems = append(problems, fmt.Sprintf("--memory-limit must be a number of MiB, 0 or more, got %d", c.MemoryLimitMiB))
+	}
+	if c.Procs < 0 || c.Procs > 1024 {
+		problems = append(problems, fmt.Sprintf("--procs must be 0..1024, got %d", c.Procs))
 	}
 	if c.Partitions < 1 || c.Partitions > 1024 {
 		problems = append(problems, fmt.Sprintf("--partitions must be 1..1024, got %d", c.Partitions))
