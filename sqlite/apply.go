@@ -101,7 +101,7 @@ type stmtCache struct {
 func (c *stmtCache) prepare(ctx context.Context, db *sql.DB) error {
 	c.stmts = map[string]*sql.Stmt{}
 	for size := insertChunk; size > 0; size >>= 1 {
-		for _, q := range []string{insertEventsSQL(size), writeRollupsSQL(size), writeBlocksSQL(size)} {
+		for _, q := range []string{insertEventsSQL(size), writeRollupsSQL(size), writeBlocksSQL(size), storedHashesSQL(size), addDuplicatesSQL(size)} {
 			st, err := db.PrepareContext(ctx, q)
 			if err != nil {
 				return fmt.Errorf("prepare: %w", err)
@@ -270,23 +270,96 @@ func (t *applyTx) InsertEvents(ctx context.Context, events []abacus.AppliedEvent
 		}
 	}
 	var blocks eventBlocks
+	var repeats []int
 	for i := range events {
-		e := &events[i]
 		if inserted[i] {
 			results[i].Inserted = true
-			blocks.add(&e.Event, rowids[i])
-			continue
+			blocks.add(&events[i].Event, rowids[i])
+		} else {
+			repeats = append(repeats, i)
 		}
-		var h []byte
-		if err := t.tx.QueryRowContext(ctx, `SELECT hash FROM events WHERE tenant_id = ? AND id = ?`, e.TenantID, e.ID).Scan(&h); err != nil {
-			return nil, fmt.Errorf("read stored event %q: %w", e.ID, err)
-		}
-		copy(results[i].ExistingHash[:], h)
+	}
+	if err := t.storedHashes(ctx, events, repeats, results); err != nil {
+		return nil, err
 	}
 	if err := t.writeBlocks(ctx, &blocks, appliedAt); err != nil {
 		return nil, err
 	}
 	return results, nil
+}
+
+// storedHashes reads the payload hashes of the stored events that
+// events[i], i in repeats, repeat: a multi-row statement per chunk rather
+// than a query per repeat (with the bench's 5% resends, the per-repeat
+// queries and updates were 5% of the aggregator's transaction).
+func (t *applyTx) storedHashes(ctx context.Context, events []abacus.AppliedEvent, repeats []int, results []abacus.InsertResult) error {
+	type key struct{ tenant, id string }
+	args := make([]any, 0, 2*insertChunk)
+	start := 0
+	for _, size := range chunks(len(repeats), insertChunk) {
+		chunk := repeats[start : start+size]
+		start += size
+		args = args[:0]
+		want := make(map[key]int, len(chunk))
+		for _, i := range chunk {
+			args = append(args, events[i].TenantID, events[i].ID)
+			want[key{events[i].TenantID, events[i].ID}] = i
+		}
+		st, err := t.stmts.get(ctx, t.tx, storedHashesSQL(len(chunk)))
+		if err != nil {
+			return fmt.Errorf("read stored events: %w", err)
+		}
+		rows, err := st.QueryContext(ctx, args...)
+		if err != nil {
+			return fmt.Errorf("read stored events: %w", err)
+		}
+		for rows.Next() {
+			var k key
+			var h []byte
+			if err := rows.Scan(&k.tenant, &k.id, &h); err != nil {
+				rows.Close()
+				return err
+			}
+			i, ok := want[k]
+			if !ok {
+				rows.Close()
+				return fmt.Errorf("read stored events: got %q/%q, which was not asked for", k.tenant, k.id)
+			}
+			copy(results[i].ExistingHash[:], h)
+			delete(want, k)
+		}
+		if err := rows.Close(); err != nil {
+			return fmt.Errorf("read stored events: %w", err)
+		}
+		if len(want) > 0 {
+			var missing []string
+			for k := range want {
+				missing = append(missing, k.id)
+			}
+			return fmt.Errorf("read stored events %q: not inserted, yet not stored", missing)
+		}
+	}
+	return nil
+}
+
+var hashesSQL sync.Map // rows → statement text
+
+func storedHashesSQL(n int) string {
+	if q, ok := hashesSQL.Load(n); ok {
+		return q.(string)
+	}
+	var b strings.Builder
+	b.WriteString(`SELECT tenant_id, id, hash FROM events WHERE (tenant_id, id) IN (VALUES `)
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`(?,?)`)
+	}
+	b.WriteString(`)`)
+	q := b.String()
+	hashesSQL.Store(n, q)
+	return q
 }
 
 // returnedRow is a row of the events INSERT's RETURNING clause.
@@ -425,11 +498,19 @@ func (t *applyTx) writeBlocks(ctx context.Context, b *eventBlocks, appliedAt int
 	return nil
 }
 
+// RecordRepeats adds each stored event's repeats to its duplicate count,
+// one multi-row UPDATE per chunk of distinct ids, and keeps conflicts as
+// rows.
 func (t *applyTx) RecordRepeats(ctx context.Context, repeats []abacus.Repeat) error {
+	type key struct{ tenant, id string }
+	count := make(map[key]int, len(repeats))
+	var ids []key
 	for _, r := range repeats {
-		if _, err := t.tx.ExecContext(ctx, `UPDATE events SET duplicates = duplicates + 1 WHERE tenant_id = ? AND id = ?`, r.TenantID, r.EventID); err != nil {
-			return err
+		k := key{r.TenantID, r.EventID}
+		if count[k] == 0 {
+			ids = append(ids, k)
 		}
+		count[k]++
 		if r.Conflict {
 			if _, err := t.tx.ExecContext(ctx, `INSERT INTO event_conflicts(tenant_id, event_id, hash, log_partition, log_seq, seen_at) VALUES (?, ?, ?, ?, ?, ?)`,
 				r.TenantID, r.EventID, r.Hash[:], r.Partition, int64(r.Sequence), r.SeenAt.UnixNano()); err != nil {
@@ -437,7 +518,48 @@ func (t *applyTx) RecordRepeats(ctx context.Context, repeats []abacus.Repeat) er
 			}
 		}
 	}
+	args := make([]any, 0, 3*insertChunk)
+	start := 0
+	for _, size := range chunks(len(ids), insertChunk) {
+		chunk := ids[start : start+size]
+		start += size
+		args = args[:0]
+		for _, k := range chunk {
+			args = append(args, k.tenant, k.id, count[k])
+		}
+		st, err := t.stmts.get(ctx, t.tx, addDuplicatesSQL(len(chunk)))
+		if err != nil {
+			return fmt.Errorf("record repeats: %w", err)
+		}
+		res, err := st.ExecContext(ctx, args...)
+		if err != nil {
+			return fmt.Errorf("record repeats: %w", err)
+		}
+		if n, err := res.RowsAffected(); err == nil && n != int64(len(chunk)) {
+			return fmt.Errorf("record repeats: %d of %d repeated events are stored", n, len(chunk))
+		}
+	}
 	return nil
+}
+
+var duplicatesSQL sync.Map // rows → statement text
+
+func addDuplicatesSQL(n int) string {
+	if q, ok := duplicatesSQL.Load(n); ok {
+		return q.(string)
+	}
+	var b strings.Builder
+	b.WriteString(`UPDATE events SET duplicates = duplicates + v.column3 FROM (VALUES `)
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`(?,?,?)`)
+	}
+	b.WriteString(`) AS v WHERE events.tenant_id = v.column1 AND events.id = v.column2`)
+	q := b.String()
+	duplicatesSQL.Store(n, q)
+	return q
 }
 
 func decText(d *apd.Decimal) string { return d.Text('f') }

@@ -253,6 +253,22 @@ func testApplyDedup(t *testing.T, s abacus.Store) {
 	}
 	_, err = s.FindEvent(ctx, "other", "e1")
 	wantCode(t, err, abacus.ENOTFOUND)
+
+	// Repeats of one id in one call all count; a second conflict is kept.
+	must(t, s.Apply(ctx, func(tx abacus.ApplyTx) error {
+		return tx.RecordRepeats(ctx, []abacus.Repeat{
+			{TenantID: "acme", EventID: "e1", Hash: first[0].Hash, Partition: 3, Sequence: 12, SeenAt: t0},
+			{TenantID: "acme", EventID: "e2", Conflict: true, Hash: again[2].Hash, Partition: 3, Sequence: 12, SeenAt: t0},
+			{TenantID: "acme", EventID: "e1", Hash: first[0].Hash, Partition: 3, Sequence: 12, SeenAt: t0},
+		})
+	}))
+	e1, err = s.FindEvent(ctx, "acme", "e1")
+	must(t, err)
+	e2, err = s.FindEvent(ctx, "acme", "e2")
+	must(t, err)
+	if e1.Duplicates != 3 || e2.Duplicates != 2 || len(e2.Conflicts) != 2 {
+		t.Fatalf("after three more repeats: e1 duplicates %d, e2 duplicates %d with %d conflicts", e1.Duplicates, e2.Duplicates, len(e2.Conflicts))
+	}
 }
 
 // testApplyRollback: a failed apply leaves nothing behind, so that the
