@@ -119,7 +119,9 @@ func Start(ctx context.Context, c Config, logger *slog.Logger) (_ *App, err erro
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	a.Aggregator = aggregate.New(aggregate.Config{Log: a.Log, Store: a.Store, Appliers: c.Appliers, Clock: c.Clock, Logger: logger, Metrics: aggregate.NewMetrics(reg)})
+	_, onSQLite := a.Store.(*sqlite.Store)
+	a.Aggregator = aggregate.New(aggregate.Config{Log: a.Log, Store: a.Store, Appliers: c.Appliers, Clock: c.Clock, Logger: logger,
+		Metrics: aggregate.NewMetrics(reg), PinAppliers: onSQLite && sqlite.ThroughCgo})
 	if err := a.Aggregator.Start(ctx); err != nil {
 		return nil, err
 	}

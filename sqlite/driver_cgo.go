@@ -14,6 +14,9 @@ import (
 // is built with cgo (the default where a C compiler is installed).
 const driverName = "sqlite3_abacus"
 
+// ThroughCgo says whether this build drives SQLite through cgo.
+const ThroughCgo = true
+
 const driverDescription = "github.com/mattn/go-sqlite3 (C SQLite through cgo)"
 
 func init() {

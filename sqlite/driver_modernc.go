@@ -14,6 +14,9 @@ import (
 // cgo (CGO_ENABLED=0, or no C compiler on the machine).
 const driverName = "sqlite"
 
+// ThroughCgo says whether this build drives SQLite through cgo.
+const ThroughCgo = false
+
 const driverDescription = "modernc.org/sqlite (pure Go)"
 
 func dsn(path string) string {
