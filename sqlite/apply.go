@@ -101,7 +101,8 @@ type stmtCache struct {
 func (c *stmtCache) prepare(ctx context.Context, db *sql.DB) error {
 	c.stmts = map[string]*sql.Stmt{}
 	for size := insertChunk; size > 0; size >>= 1 {
-		for _, q := range []string{insertEventsSQL(size), writeRollupsSQL(size), writeBlocksSQL(size), storedHashesSQL(size), addDuplicatesSQL(size)} {
+		for _, m := range multiRows {
+			q := m.text(size)
 			st, err := db.PrepareContext(ctx, q)
 			if err != nil {
 				return fmt.Errorf("prepare: %w", err)
@@ -190,30 +191,86 @@ func (t *applyTx) AllMeters(ctx context.Context) ([]*abacus.Meter, error) {
 
 const eventColumns = `tenant_id, id, type, customer_id, time, time_given, ingest_time, properties, hash, log_partition, log_seq, counted, skipped`
 
-// insertChunk rows go into one INSERT statement: fewer statements is most of
-// the cost of bulk inserts in SQLite. 14 columns × 128 rows stays far below
-// SQLite's limit of 32,766 parameters.
-const insertChunk = 128
+// multiRow is a statement whose VALUES (or IN list) repeats one row of
+// placeholders: fewer statements is most of the cost of bulk writes in
+// SQLite. Every size chunks can ask for is prepared when the store opens
+// (stmtCache.prepare); text caches the statement text per size.
+type multiRow struct {
+	prefix, row, suffix string
+	texts               sync.Map // rows → statement text
+}
 
-var insertSQL sync.Map // rows → statement text
-
-func insertEventsSQL(n int) string {
-	if q, ok := insertSQL.Load(n); ok {
+// text returns the statement for n rows.
+func (m *multiRow) text(n int) string {
+	if q, ok := m.texts.Load(n); ok {
 		return q.(string)
 	}
 	var b strings.Builder
-	b.WriteString(`INSERT INTO events(` + eventColumns + `, applied_at) VALUES `)
+	b.WriteString(m.prefix)
 	for i := 0; i < n; i++ {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		b.WriteString(`(?,?,?,?,?,?,?,?,?,?,?,?,?,?)`)
+		b.WriteString(m.row)
 	}
-	b.WriteString(` ON CONFLICT(tenant_id, id) DO NOTHING RETURNING rowid, tenant_id, id`)
+	b.WriteString(m.suffix)
 	q := b.String()
-	insertSQL.Store(n, q)
+	m.texts.Store(n, q)
 	return q
 }
+
+// The aggregator's multi-row statements.
+var (
+	insertEvents = &multiRow{prefix: `INSERT INTO events(` + eventColumns + `, applied_at) VALUES `, row: `(?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+		suffix: ` ON CONFLICT(tenant_id, id) DO NOTHING RETURNING rowid, tenant_id, id`}
+	storedHashes  = &multiRow{prefix: `SELECT tenant_id, id, hash FROM events WHERE (tenant_id, id) IN (VALUES `, row: `(?,?)`, suffix: `)`}
+	addDuplicates = &multiRow{prefix: `UPDATE events SET duplicates = duplicates + v.column3 FROM (VALUES `, row: `(?,?,?)`,
+		suffix: `) AS v WHERE events.tenant_id = v.column1 AND events.id = v.column2`}
+	writeBlocks = &multiRow{prefix: `INSERT INTO event_blocks(tenant_id, customer_id, minute, applied_at, first_rowid, rowids) VALUES `, row: `(?,?,?,?,?,?)`}
+	// An upsert, not INSERT OR REPLACE: REPLACE deletes the old row and
+	// its rollups_meter_minute entry and inserts both again; an update in
+	// place leaves the index alone (its columns are part of the key).
+	writeRollups = &multiRow{prefix: `INSERT INTO rollups(tenant_id, meter, customer_id, minute, grp, count, has_value, sum, min, max, latest, latest_time, latest_id) VALUES `,
+		row: `(?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+		suffix: ` ON CONFLICT(tenant_id, meter, customer_id, minute, grp) DO UPDATE SET count = excluded.count,
+		has_value = excluded.has_value, sum = excluded.sum, min = excluded.min, max = excluded.max,
+		latest = excluded.latest, latest_time = excluded.latest_time, latest_id = excluded.latest_id`}
+	multiRows = []*multiRow{insertEvents, storedHashes, addDuplicates, writeBlocks, writeRollups}
+)
+
+// execChunks runs m over n rows in chunks, args(i, into) appending row i's
+// arguments.
+func (t *applyTx) execChunks(ctx context.Context, m *multiRow, n int, args func(i int, into []any) []any) ([]int, error) {
+	var affected []int
+	var buf []any
+	start := 0
+	for _, size := range chunks(n, insertChunk) {
+		buf = buf[:0]
+		for i := start; i < start+size; i++ {
+			buf = args(i, buf)
+		}
+		start += size
+		st, err := t.stmts.get(ctx, t.tx, m.text(size))
+		if err != nil {
+			return nil, err
+		}
+		res, err := st.ExecContext(ctx, buf...)
+		if err != nil {
+			return nil, err
+		}
+		k, err := res.RowsAffected()
+		if err != nil {
+			return nil, err
+		}
+		affected = append(affected, int(k))
+	}
+	return affected, nil
+}
+
+// insertChunk rows go into one multi-row statement: fewer statements is most of
+// the cost of bulk inserts in SQLite. 14 columns × 128 rows stays far below
+// SQLite's limit of 32,766 parameters.
+const insertChunk = 128
 
 func (t *applyTx) InsertEvents(ctx context.Context, events []abacus.AppliedEvent) ([]abacus.InsertResult, error) {
 	if t.stamp.at.IsZero() {
@@ -244,7 +301,7 @@ func (t *applyTx) InsertEvents(ctx context.Context, events []abacus.AppliedEvent
 			args = append(args, e.TenantID, e.ID, e.Type, e.Customer, e.Time.UnixNano(), given, e.IngestTime.UnixNano(),
 				string(e.Properties), e.Hash[:], e.Partition, int64(e.Sequence), counted, skipped, appliedAt)
 		}
-		st, err := t.stmts.get(ctx, t.tx, insertEventsSQL(len(chunk)))
+		st, err := t.stmts.get(ctx, t.tx, insertEvents.text(len(chunk)))
 		if err != nil {
 			return nil, fmt.Errorf("insert events: %w", err)
 		}
@@ -305,7 +362,7 @@ func (t *applyTx) storedHashes(ctx context.Context, events []abacus.AppliedEvent
 			args = append(args, events[i].TenantID, events[i].ID)
 			want[key{events[i].TenantID, events[i].ID}] = i
 		}
-		st, err := t.stmts.get(ctx, t.tx, storedHashesSQL(len(chunk)))
+		st, err := t.stmts.get(ctx, t.tx, storedHashes.text(len(chunk)))
 		if err != nil {
 			return fmt.Errorf("read stored events: %w", err)
 		}
@@ -340,26 +397,6 @@ func (t *applyTx) storedHashes(ctx context.Context, events []abacus.AppliedEvent
 		}
 	}
 	return nil
-}
-
-var hashesSQL sync.Map // rows → statement text
-
-func storedHashesSQL(n int) string {
-	if q, ok := hashesSQL.Load(n); ok {
-		return q.(string)
-	}
-	var b strings.Builder
-	b.WriteString(`SELECT tenant_id, id, hash FROM events WHERE (tenant_id, id) IN (VALUES `)
-	for i := 0; i < n; i++ {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(`(?,?)`)
-	}
-	b.WriteString(`)`)
-	q := b.String()
-	hashesSQL.Store(n, q)
-	return q
 }
 
 // returnedRow is a row of the events INSERT's RETURNING clause.
@@ -454,46 +491,14 @@ func eventMinute(t int64) int64 {
 	return m
 }
 
-const blockColumns = 6
-
-var blocksSQL sync.Map // rows → statement text
-
-func writeBlocksSQL(n int) string {
-	if q, ok := blocksSQL.Load(n); ok {
-		return q.(string)
-	}
-	var b strings.Builder
-	b.WriteString(`INSERT INTO event_blocks(tenant_id, customer_id, minute, applied_at, first_rowid, rowids) VALUES `)
-	for i := 0; i < n; i++ {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(`(?,?,?,?,?,?)`)
-	}
-	q := b.String()
-	blocksSQL.Store(n, q)
-	return q
-}
-
 func (t *applyTx) writeBlocks(ctx context.Context, b *eventBlocks, appliedAt int64) error {
-	args := make([]any, 0, insertChunk*blockColumns)
-	start := 0
-	for _, size := range chunks(len(b.rows), insertChunk) {
-		chunk := b.rows[start : start+size]
-		start += size
-		args = args[:0]
-		for i := range chunk {
-			r := &chunk[i]
-			r.rowids = append(r.rowids, ']')
-			args = append(args, r.tenant, r.customer, r.minute, appliedAt, r.first, string(r.rowids))
-		}
-		st, err := t.stmts.get(ctx, t.tx, writeBlocksSQL(len(chunk)))
-		if err != nil {
-			return fmt.Errorf("write event blocks: %w", err)
-		}
-		if _, err := st.ExecContext(ctx, args...); err != nil {
-			return fmt.Errorf("write event blocks: %w", err)
-		}
+	_, err := t.execChunks(ctx, writeBlocks, len(b.rows), func(i int, into []any) []any {
+		r := &b.rows[i]
+		r.rowids = append(r.rowids, ']')
+		return append(into, r.tenant, r.customer, r.minute, appliedAt, r.first, string(r.rowids))
+	})
+	if err != nil {
+		return fmt.Errorf("write event blocks: %w", err)
 	}
 	return nil
 }
@@ -518,48 +523,20 @@ func (t *applyTx) RecordRepeats(ctx context.Context, repeats []abacus.Repeat) er
 			}
 		}
 	}
-	args := make([]any, 0, 3*insertChunk)
-	start := 0
-	for _, size := range chunks(len(ids), insertChunk) {
-		chunk := ids[start : start+size]
-		start += size
-		args = args[:0]
-		for _, k := range chunk {
-			args = append(args, k.tenant, k.id, count[k])
-		}
-		st, err := t.stmts.get(ctx, t.tx, addDuplicatesSQL(len(chunk)))
-		if err != nil {
-			return fmt.Errorf("record repeats: %w", err)
-		}
-		res, err := st.ExecContext(ctx, args...)
-		if err != nil {
-			return fmt.Errorf("record repeats: %w", err)
-		}
-		if n, err := res.RowsAffected(); err == nil && n != int64(len(chunk)) {
-			return fmt.Errorf("record repeats: %d of %d repeated events are stored", n, len(chunk))
-		}
+	affected, err := t.execChunks(ctx, addDuplicates, len(ids), func(i int, into []any) []any {
+		return append(into, ids[i].tenant, ids[i].id, count[ids[i]])
+	})
+	if err != nil {
+		return fmt.Errorf("record repeats: %w", err)
+	}
+	stored := 0
+	for _, n := range affected {
+		stored += n
+	}
+	if stored != len(ids) {
+		return fmt.Errorf("record repeats: %d of %d repeated events are stored", stored, len(ids))
 	}
 	return nil
-}
-
-var duplicatesSQL sync.Map // rows → statement text
-
-func addDuplicatesSQL(n int) string {
-	if q, ok := duplicatesSQL.Load(n); ok {
-		return q.(string)
-	}
-	var b strings.Builder
-	b.WriteString(`UPDATE events SET duplicates = duplicates + v.column3 FROM (VALUES `)
-	for i := 0; i < n; i++ {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(`(?,?,?)`)
-	}
-	b.WriteString(`) AS v WHERE events.tenant_id = v.column1 AND events.id = v.column2`)
-	q := b.String()
-	duplicatesSQL.Store(n, q)
-	return q
 }
 
 func decText(d *apd.Decimal) string { return d.Text('f') }
@@ -637,33 +614,6 @@ func readRollup(ctx context.Context, sel *sql.Stmt, k abacus.RollupKey) (*abacus
 	return cur, nil
 }
 
-const rollupColumns = 13
-
-var rollupSQL sync.Map // rows → statement text
-
-func writeRollupsSQL(n int) string {
-	if q, ok := rollupSQL.Load(n); ok {
-		return q.(string)
-	}
-	var b strings.Builder
-	b.WriteString(`INSERT INTO rollups(tenant_id, meter, customer_id, minute, grp, count, has_value, sum, min, max, latest, latest_time, latest_id) VALUES `)
-	for i := 0; i < n; i++ {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(`(?,?,?,?,?,?,?,?,?,?,?,?,?)`)
-	}
-	// An upsert, not INSERT OR REPLACE: REPLACE deletes the old row and
-	// its rollups_meter_minute entry and inserts both again; an update in
-	// place leaves the index alone (its columns are part of the key).
-	b.WriteString(` ON CONFLICT(tenant_id, meter, customer_id, minute, grp) DO UPDATE SET count = excluded.count,
-		has_value = excluded.has_value, sum = excluded.sum, min = excluded.min, max = excluded.max,
-		latest = excluded.latest, latest_time = excluded.latest_time, latest_id = excluded.latest_id`)
-	q := b.String()
-	rollupSQL.Store(n, q)
-	return q
-}
-
 // writeRollups writes rows in primary key order: consecutive rows then
 // fall in the same b-tree pages, and in a standalone run of the bench's
 // rollup rows (18,000 per transaction out of 520,000) that cut SQLite's
@@ -673,27 +623,17 @@ func (t *applyTx) writeRollups(ctx context.Context, rows []*abacus.RollupDelta) 
 		return cmp.Or(strings.Compare(a.TenantID, b.TenantID), strings.Compare(a.Meter, b.Meter),
 			strings.Compare(a.Customer, b.Customer), cmp.Compare(a.Minute, b.Minute), strings.Compare(a.Group, b.Group))
 	})
-	args := make([]any, 0, insertChunk*rollupColumns)
-	start := 0
-	for _, size := range chunks(len(rows), insertChunk) {
-		chunk := rows[start : start+size]
-		start += size
-		args = args[:0]
-		for _, r := range chunk {
-			has := 0
-			if r.HasValue {
-				has = 1
-			}
-			args = append(args, r.TenantID, r.Meter, r.Customer, r.Minute, r.Group, r.Count, has,
-				decText(&r.Sum), decText(&r.Min), decText(&r.Max), decText(&r.Latest), r.LatestTime, r.LatestID)
+	_, err := t.execChunks(ctx, writeRollups, len(rows), func(i int, into []any) []any {
+		r := rows[i]
+		has := 0
+		if r.HasValue {
+			has = 1
 		}
-		st, err := t.stmts.get(ctx, t.tx, writeRollupsSQL(len(chunk)))
-		if err != nil {
-			return fmt.Errorf("write rollups: %w", err)
-		}
-		if _, err := st.ExecContext(ctx, args...); err != nil {
-			return fmt.Errorf("write rollups: %w", err)
-		}
+		return append(into, r.TenantID, r.Meter, r.Customer, r.Minute, r.Group, r.Count, has,
+			decText(&r.Sum), decText(&r.Min), decText(&r.Max), decText(&r.Latest), r.LatestTime, r.LatestID)
+	})
+	if err != nil {
+		return fmt.Errorf("write rollups: %w", err)
 	}
 	return nil
 }
