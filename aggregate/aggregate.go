@@ -105,6 +105,28 @@ func (a *Aggregator) Busy() (time.Duration, int64) {
 	return a.busy + time.Duration(a.inTx*now-a.txSince), a.txs
 }
 
+func (a *Aggregator) txStarted(start time.Time) {
+	a.busyMu.Lock()
+	defer a.busyMu.Unlock()
+	a.inTx++
+	a.txSince += start.UnixNano()
+}
+
+// txEnded ends the transaction started at start and returns its duration,
+// counted in Busy if it committed.
+func (a *Aggregator) txEnded(start time.Time, committed bool) time.Duration {
+	a.busyMu.Lock()
+	defer a.busyMu.Unlock()
+	a.inTx--
+	a.txSince -= start.UnixNano()
+	took := time.Since(start)
+	if committed {
+		a.busy += took
+		a.txs++
+	}
+	return took
+}
+
 // Appliers is the number of concurrent apply transactions.
 func (a *Aggregator) Appliers() int { return a.cfg.Appliers }
 
@@ -197,10 +219,7 @@ func (a *Aggregator) applyLoop(ctx context.Context, q *queue) {
 		}
 		start := time.Now()
 		a.cfg.Metrics.IdleSeconds.Add(start.Sub(waited).Seconds())
-		a.busyMu.Lock()
-		a.inTx++
-		a.txSince += start.UnixNano()
-		a.busyMu.Unlock()
+		a.txStarted(start)
 		for attempt := 0; ; attempt++ {
 			err := a.apply(context.WithoutCancel(ctx), b)
 			if err == nil {
@@ -211,18 +230,13 @@ func (a *Aggregator) applyLoop(ctx context.Context, q *queue) {
 			a.cfg.Logger.Error("apply batch failed; retrying", "messages", len(b.msgs), "attempt", attempt, "err", err)
 			consume.Sleep(ctx, time.Duration(min(attempt+1, 10))*100*time.Millisecond)
 			if ctx.Err() != nil {
+				a.txEnded(start, false)
 				return
 			}
 		}
-		took := time.Since(start)
+		took := a.txEnded(start, true)
 		a.cfg.Metrics.ApplySeconds.Observe(took.Seconds())
 		a.cfg.Metrics.BatchEvents.Observe(float64(b.n))
-		a.busyMu.Lock()
-		a.busy += took
-		a.txs++
-		a.inTx--
-		a.txSince -= start.UnixNano()
-		a.busyMu.Unlock()
 		q.done(b.msgs)
 		b.reset()
 		free <- b
