@@ -38,8 +38,10 @@ type run struct {
 
 // AggregatorLoad is how busy the aggregator's appliers were over a phase
 // (first send → all visible), in-process only: the time they spent in
-// committed transactions over the phase's time × appliers (near 1: the
-// aggregator is the bottleneck), and their transactions.
+// transactions over the phase's time × appliers, and their transactions.
+// An applier takes whatever queued while its last transaction ran, so
+// near 1 means it never waited, not that it fell behind: that shows in
+// the time until all is visible.
 type AggregatorLoad struct {
 	Busy         float64 `json:"busy"`
 	Transactions int64   `json:"transactions"`

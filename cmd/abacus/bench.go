@@ -102,7 +102,7 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 // printAggregator prints how busy the aggregator was over a phase.
 func printAggregator(tw io.Writer, a *bench.AggregatorLoad) {
 	if a != nil {
-		fmt.Fprintf(tw, "  aggregator\tbusy %.0f%% of the time from first send to all visible (in transactions; near 100%%: the bottleneck), %d transactions\n", a.Busy*100, a.Transactions)
+		fmt.Fprintf(tw, "  aggregator\tin transactions %.0f%% of the time from first send to all visible, %d transactions\n", a.Busy*100, a.Transactions)
 	}
 }
 
