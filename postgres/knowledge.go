@@ -108,7 +108,7 @@ func (s *Store) LastBarrier(ctx context.Context) (time.Time, error) {
 // ScanEvents calls fn for each stored event of one customer matching f, by
 // event time, then id. The event passed to fn is reused.
 func (s *Store) ScanEvents(ctx context.Context, f abacus.EventFilter, fn func(e *abacus.Event) error) error {
-	w, err := rowbody.EventsWhere(f, true)
+	w, err := rowbody.EventsWhere(f)
 	if err != nil {
 		return err
 	}

@@ -121,13 +121,14 @@ func CheckEventFilter(f abacus.EventFilter) error {
 	return p.Err()
 }
 
-// EventsWhere is the WHERE clause of ScanEvents for f (abacus.EventFilter)
-// over the events table (CheckEventFilter's errors).
-func EventsWhere(f abacus.EventFilter, numbered bool) (Where, error) {
+// EventsWhere is the WHERE clause of PostgreSQL's ScanEvents for f
+// (abacus.EventFilter) over the events table, with numbered placeholders
+// (CheckEventFilter's errors). SQLite reads through its event blocks.
+func EventsWhere(f abacus.EventFilter) (Where, error) {
 	if err := CheckEventFilter(f); err != nil {
 		return Where{}, err
 	}
-	w := Where{Numbered: numbered}
+	w := Where{Numbered: true}
 	w.Add(`tenant_id = ? AND customer_id = ?`, f.TenantID, f.Customer)
 	if f.Type != "" {
 		w.Add(`type = ?`, f.Type)
