@@ -33,3 +33,16 @@ func TestMessageRoundTrip(t *testing.T) {
 		t.Fatalf("properties changed: %q %q", out[0].Properties, out[1].Properties)
 	}
 }
+
+// TestMinuteOf: minutes are rounded down, before 1970 too, as migration
+// 0005's SQL backfill rounds them from Unix nanoseconds.
+func TestMinuteOf(t *testing.T) {
+	m := int64(time.Minute)
+	for _, c := range []struct{ ns, want int64 }{
+		{0, 0}, {1, 0}, {m - 1, 0}, {m, 1}, {-1, -1}, {-m, -1}, {-m - 1, -2}, {90 * m, 90},
+	} {
+		if got := MinuteOf(time.Unix(0, c.ns)); got != c.want {
+			t.Errorf("MinuteOf(%d ns) = %d, want %d", c.ns, got, c.want)
+		}
+	}
+}

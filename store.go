@@ -186,7 +186,17 @@ type RollupKey struct {
 	Meter    string
 	Customer string
 	Group    string
-	Minute   int64 // Unix time / 60
+	Minute   int64 // MinuteOf the events' time
+}
+
+// MinuteOf is the UTC minute of t: Unix seconds / 60, rounded down. It is
+// the minute of a rollup row and, on SQLite, of an event block.
+func MinuteOf(t time.Time) int64 {
+	m := t.Unix() / 60
+	if t.Unix()%60 < 0 {
+		m--
+	}
+	return m
 }
 
 // RollupDelta is what a batch adds to one rollup row. Min, Max and Latest

@@ -42,7 +42,7 @@ func (r *Rollup) AddEvent(m *Meter, e *abacus.Event) (bool, error) {
 // add adds contribution c of event e: one count (and value) in the rollup
 // row of e's minute and group, or one distinct value for unique_count.
 func (r *Rollup) add(e *abacus.Event, c *contribution) error {
-	k := abacus.RollupKey{TenantID: e.TenantID, Meter: c.meter.Key, Customer: e.Customer, Group: c.group, Minute: floorDiv(e.Time.Unix(), 60)}
+	k := abacus.RollupKey{TenantID: e.TenantID, Meter: c.meter.Key, Customer: e.Customer, Group: c.group, Minute: abacus.MinuteOf(e.Time)}
 	d := abacus.RollupDelta{RollupKey: k, Count: 1}
 	switch c.meter.Aggregation {
 	case abacus.AggCount:
@@ -77,12 +77,4 @@ func (r *Rollup) uniqueList() []abacus.UniqueValue {
 		out = append(out, u)
 	}
 	return out
-}
-
-func floorDiv(a, b int64) int64 {
-	q := a / b
-	if a%b != 0 && (a < 0) != (b < 0) {
-		q--
-	}
-	return q
 }

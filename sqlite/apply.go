@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/abacus-billing/abacus"
 	"github.com/abacus-billing/abacus/internal/jsonenc"
@@ -466,7 +465,7 @@ func (b *eventBlocks) add(e *abacus.Event, rowid int64) {
 	if b.index == nil {
 		b.index = map[blockKey]int{}
 	}
-	k := blockKey{e.TenantID, e.Customer, eventMinute(e.Time.UnixNano())}
+	k := blockKey{e.TenantID, e.Customer, abacus.MinuteOf(e.Time)}
 	i, ok := b.index[k]
 	if !ok {
 		i = len(b.rows)
@@ -478,17 +477,6 @@ func (b *eventBlocks) add(e *abacus.Event, rowid int64) {
 	r := &b.rows[i]
 	r.first = min(r.first, rowid)
 	r.rowids = strconv.AppendInt(r.rowids, rowid, 10)
-}
-
-// eventMinute is the minute of event time t (Unix nanoseconds), rounded
-// down: the minute of migration 0005's backfill.
-func eventMinute(t int64) int64 {
-	const minute = int64(time.Minute)
-	m := t / minute
-	if t%minute < 0 {
-		m--
-	}
-	return m
 }
 
 func (t *applyTx) writeBlocks(ctx context.Context, b *eventBlocks, appliedAt int64) error {

@@ -11,17 +11,6 @@ import (
 	"github.com/abacus-billing/abacus"
 )
 
-func TestEventMinute(t *testing.T) {
-	m := int64(time.Minute)
-	for _, c := range []struct{ t, want int64 }{
-		{0, 0}, {1, 0}, {m - 1, 0}, {m, 1}, {-1, -1}, {-m, -1}, {-m - 1, -2}, {90 * m, 90},
-	} {
-		if got := eventMinute(c.t); got != c.want {
-			t.Errorf("eventMinute(%d) = %d, want %d", c.t, got, c.want)
-		}
-	}
-}
-
 // TestEventBlocks: an apply transaction lists the events it stored in one
 // block per tenant, customer and minute of event time (a repeat is not
 // listed), and migration 0005 builds the same blocks from the events of a

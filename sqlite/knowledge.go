@@ -133,11 +133,11 @@ func scanEventsSQL(f abacus.EventFilter) (string, []any) {
 	args := []any{f.TenantID, f.Customer}
 	if !f.From.IsZero() {
 		b.WriteString(` AND b.minute >= ?`)
-		args = append(args, eventMinute(f.From.UnixNano()))
+		args = append(args, abacus.MinuteOf(f.From))
 	}
 	if !f.To.IsZero() {
 		b.WriteString(` AND b.minute <= ?`)
-		args = append(args, eventMinute(f.To.UnixNano()-1))
+		args = append(args, abacus.MinuteOf(f.To.Add(-1)))
 	}
 	if !f.KnownBy.IsZero() {
 		b.WriteString(` AND b.applied_at <= ?`)
