@@ -237,10 +237,13 @@ var (
 	multiRows = []*multiRow{insertEvents, storedHashes, addDuplicates, writeBlocks, writeRollups}
 )
 
+// eventKey identifies a raw event.
+type eventKey struct{ tenant, id string }
+
 // execChunks runs m over n rows in chunks, args(i, into) appending row i's
-// arguments.
-func (t *applyTx) execChunks(ctx context.Context, m *multiRow, n int, args func(i int, into []any) []any) ([]int, error) {
-	var affected []int
+// arguments, and returns the rows affected.
+func (t *applyTx) execChunks(ctx context.Context, m *multiRow, n int, args func(i int, into []any) []any) (int, error) {
+	affected := 0
 	var buf []any
 	start := 0
 	for _, size := range chunks(n, insertChunk) {
@@ -251,17 +254,17 @@ func (t *applyTx) execChunks(ctx context.Context, m *multiRow, n int, args func(
 		start += size
 		st, err := t.stmts.get(ctx, t.tx, m.text(size))
 		if err != nil {
-			return nil, err
+			return 0, err
 		}
 		res, err := st.ExecContext(ctx, buf...)
 		if err != nil {
-			return nil, err
+			return 0, err
 		}
 		k, err := res.RowsAffected()
 		if err != nil {
-			return nil, err
+			return 0, err
 		}
-		affected = append(affected, int(k))
+		affected += int(k)
 	}
 	return affected, nil
 }
@@ -349,17 +352,16 @@ func (t *applyTx) InsertEvents(ctx context.Context, events []abacus.AppliedEvent
 // than a query per repeat (with the bench's 5% resends, the per-repeat
 // queries and updates were 5% of the aggregator's transaction).
 func (t *applyTx) storedHashes(ctx context.Context, events []abacus.AppliedEvent, repeats []int, results []abacus.InsertResult) error {
-	type key struct{ tenant, id string }
 	args := make([]any, 0, 2*insertChunk)
 	start := 0
 	for _, size := range chunks(len(repeats), insertChunk) {
 		chunk := repeats[start : start+size]
 		start += size
 		args = args[:0]
-		want := make(map[key]int, len(chunk))
+		want := make(map[eventKey]int, len(chunk))
 		for _, i := range chunk {
 			args = append(args, events[i].TenantID, events[i].ID)
-			want[key{events[i].TenantID, events[i].ID}] = i
+			want[eventKey{events[i].TenantID, events[i].ID}] = i
 		}
 		st, err := t.stmts.get(ctx, t.tx, storedHashes.text(len(chunk)))
 		if err != nil {
@@ -370,7 +372,7 @@ func (t *applyTx) storedHashes(ctx context.Context, events []abacus.AppliedEvent
 			return fmt.Errorf("read stored events: %w", err)
 		}
 		for rows.Next() {
-			var k key
+			var k eventKey
 			var h []byte
 			if err := rows.Scan(&k.tenant, &k.id, &h); err != nil {
 				rows.Close()
@@ -427,13 +429,12 @@ func matchReturned(chunk []abacus.AppliedEvent, returned []returnedRow, inserted
 
 func matchReturnedByKey(chunk []abacus.AppliedEvent, returned []returnedRow, inserted []bool, rowids []int64) error {
 	clear(inserted)
-	type key struct{ tenant, id string }
-	index := make(map[key]int, len(chunk))
+	index := make(map[eventKey]int, len(chunk))
 	for i := range chunk {
-		index[key{chunk[i].TenantID, chunk[i].ID}] = i
+		index[eventKey{chunk[i].TenantID, chunk[i].ID}] = i
 	}
 	for _, r := range returned {
-		i, ok := index[key{r.tenant, r.id}]
+		i, ok := index[eventKey{r.tenant, r.id}]
 		if !ok || inserted[i] {
 			return fmt.Errorf("insert events: returned event %q/%q, which it was not given", r.tenant, r.id)
 		}
@@ -495,11 +496,10 @@ func (t *applyTx) writeBlocks(ctx context.Context, b *eventBlocks, appliedAt int
 // one multi-row UPDATE per chunk of distinct ids, and keeps conflicts as
 // rows.
 func (t *applyTx) RecordRepeats(ctx context.Context, repeats []abacus.Repeat) error {
-	type key struct{ tenant, id string }
-	count := make(map[key]int, len(repeats))
-	var ids []key
+	count := make(map[eventKey]int, len(repeats))
+	var ids []eventKey
 	for _, r := range repeats {
-		k := key{r.TenantID, r.EventID}
+		k := eventKey{r.TenantID, r.EventID}
 		if count[k] == 0 {
 			ids = append(ids, k)
 		}
@@ -511,15 +511,11 @@ func (t *applyTx) RecordRepeats(ctx context.Context, repeats []abacus.Repeat) er
 			}
 		}
 	}
-	affected, err := t.execChunks(ctx, addDuplicates, len(ids), func(i int, into []any) []any {
+	stored, err := t.execChunks(ctx, addDuplicates, len(ids), func(i int, into []any) []any {
 		return append(into, ids[i].tenant, ids[i].id, count[ids[i]])
 	})
 	if err != nil {
 		return fmt.Errorf("record repeats: %w", err)
-	}
-	stored := 0
-	for _, n := range affected {
-		stored += n
 	}
 	if stored != len(ids) {
 		return fmt.Errorf("record repeats: %d of %d repeated events are stored", stored, len(ids))
