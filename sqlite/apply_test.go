@@ -1,7 +1,10 @@
 package sqlite
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"unsafe"
@@ -24,13 +27,21 @@ func TestChunks(t *testing.T) {
 	}
 }
 
-// TestRollupCacheOwnsStrings: rows entering the cache must not point into
-// the buffer their key and latest id were decoded from (a log message's
-// arena), or the cache would keep every such message alive; a row already
-// cached lends its key to the newer row.
-func TestRollupCacheOwnsStrings(t *testing.T) {
-	arena := strings.Repeat("x", 1<<10) + "t-1|meter|cust-1|{}|ev-9"
-	base := len(arena) - len("t-1|meter|cust-1|{}|ev-9")
+// TestRollupCache: rows entering the cache must not point into the buffer
+// their key and latest id were decoded from (a log message's arena), or the
+// cache would keep every such message alive; a cached row keeps its key as
+// later deltas merge into it; and a transaction that fails after merging
+// leaves no trace of its merges, in the cache or the table.
+func TestRollupCache(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "abacus.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+
+	arena := strings.Repeat("x", 1<<10) + "t-1|meter|cust-1|{}|ev-8|ev-9"
+	base := len(arena) - len("t-1|meter|cust-1|{}|ev-8|ev-9")
 	sub := func(from, n int) string { return arena[base+from : base+from+n] }
 	inArena := func(s string) bool {
 		if s == "" {
@@ -41,62 +52,69 @@ func TestRollupCacheOwnsStrings(t *testing.T) {
 		return p >= lo && p < lo+uintptr(len(arena))
 	}
 	key := abacus.RollupKey{TenantID: sub(0, 3), Meter: sub(4, 5), Customer: sub(10, 6), Group: sub(17, 2), Minute: 7}
-	var c rollupCache
-	row := &abacus.RollupDelta{RollupKey: key, Count: 1, LatestID: sub(20, 4)}
-	c.commit(map[abacus.RollupKey]*abacus.RollupDelta{key: row})
-	got, ok := c.get(key)
-	if !ok || got.Count != 1 {
-		t.Fatalf("cached row: %+v, %v", got, ok)
+	delta := func(value int64, at int64, id string) abacus.RollupDelta {
+		d := abacus.RollupDelta{RollupKey: key, Count: 1, HasValue: true, LatestTime: at, LatestID: id}
+		d.Sum.SetInt64(value)
+		d.Min.SetInt64(value)
+		d.Max.SetInt64(value)
+		d.Latest.SetInt64(value)
+		return d
 	}
-	for _, s := range []string{got.TenantID, got.Meter, got.Customer, got.Group, got.LatestID} {
-		if inArena(s) {
-			t.Fatalf("cached row keeps %q from the decoding buffer", s)
+	add := func(d abacus.RollupDelta, fail error) error {
+		return s.Apply(ctx, func(tx abacus.ApplyTx) error {
+			if err := tx.AddRollups(ctx, []abacus.RollupDelta{d}); err != nil {
+				return err
+			}
+			return fail
+		})
+	}
+	stored := func() string {
+		var count int64
+		var sum, latestID string
+		if err := s.r.QueryRowContext(ctx, `SELECT count, sum, latest_id FROM rollups WHERE tenant_id = 't-1'`).Scan(&count, &sum, &latestID); err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprintf("%d %s %s", count, sum, latestID)
+	}
+
+	if err := add(delta(5, 100, sub(20, 4)), nil); err != nil {
+		t.Fatal(err)
+	}
+	got := s.rollups.rows[key]
+	if got == nil || got.Count != 1 {
+		t.Fatalf("cached row: %+v", got)
+	}
+	for _, str := range []string{got.TenantID, got.Meter, got.Customer, got.Group, got.LatestID} {
+		if inArena(str) {
+			t.Fatalf("cached row keeps %q from the decoding buffer", str)
 		}
 	}
 	owned := got.RollupKey
-	next := &abacus.RollupDelta{RollupKey: key, Count: 2, LatestID: sub(20, 4)}
-	c.commit(map[abacus.RollupKey]*abacus.RollupDelta{key: next})
-	got, _ = c.get(key)
+	if err := add(delta(7, 200, sub(25, 4)), nil); err != nil {
+		t.Fatal(err)
+	}
+	got = s.rollups.rows[key]
 	if got.Count != 2 || unsafe.StringData(got.Customer) != unsafe.StringData(owned.Customer) || inArena(got.LatestID) {
-		t.Fatalf("second commit: count %d, key reused %v, latest id owned %v", got.Count,
+		t.Fatalf("second delta: count %d, key kept %v, latest id owned %v", got.Count,
 			unsafe.StringData(got.Customer) == unsafe.StringData(owned.Customer), !inArena(got.LatestID))
 	}
-}
+	if g := stored(); g != "2 12 ev-9" {
+		t.Fatalf("stored after two deltas: %s", g)
+	}
 
-// TestMatchReturned: RETURNING rows are matched to the events given in
-// their order, and by key in any other.
-func TestMatchReturned(t *testing.T) {
-	ev := func(tenant, id string) abacus.AppliedEvent {
-		return abacus.AppliedEvent{Event: abacus.Event{TenantID: tenant, ID: id}}
+	if err := add(delta(100, 300, "ev-10"), errors.New("refused")); err == nil {
+		t.Fatal("the failing transaction committed")
 	}
-	chunk := []abacus.AppliedEvent{ev("t", "a"), ev("t", "b"), ev("u", "a"), ev("t", "c"), ev("t", "d")}
-	for _, c := range []struct {
-		name     string
-		returned []returnedRow
-		want     string
-	}{
-		{"in order", []returnedRow{{1, "t", "a"}, {2, "u", "a"}, {3, "t", "c"}}, "[1 0 2 3 0]"},
-		{"none", nil, "[0 0 0 0 0]"},
-		{"out of order", []returnedRow{{7, "t", "c"}, {8, "t", "b"}, {9, "t", "a"}}, "[9 8 0 7 0]"},
-		{"out of order, then a later one", []returnedRow{{7, "t", "c"}, {8, "t", "a"}, {9, "t", "d"}}, "[8 0 0 7 9]"},
-		{"the last only", []returnedRow{{4, "t", "d"}}, "[0 0 0 0 4]"},
-	} {
-		inserted, rowids := make([]bool, len(chunk)), make([]int64, len(chunk))
-		if err := matchReturned(chunk, c.returned, inserted, rowids); err != nil {
-			t.Fatalf("%s: %v", c.name, err)
-		}
-		got := make([]int64, len(chunk))
-		for i := range got {
-			if inserted[i] {
-				got[i] = rowids[i]
-			}
-		}
-		if s := fmt.Sprint(got); s != c.want {
-			t.Errorf("%s: rowids %s, want %s", c.name, s, c.want)
-		}
+	if s.rollups.rows != nil {
+		t.Fatalf("a failed transaction left the cache: %d rows", len(s.rollups.rows))
 	}
-	inserted, rowids := make([]bool, len(chunk)), make([]int64, len(chunk))
-	if err := matchReturned(chunk, []returnedRow{{1, "t", "zz"}}, inserted, rowids); err == nil {
-		t.Fatal("an unknown returned event was accepted")
+	if g := stored(); g != "2 12 ev-9" {
+		t.Fatalf("stored after a failed transaction: %s", g)
+	}
+	if err := add(delta(1, 400, "ev-11"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if g := stored(); g != "3 13 ev-11" {
+		t.Fatalf("stored after the next delta: %s", g)
 	}
 }

@@ -54,11 +54,13 @@ func TestEventBlocks(t *testing.T) {
 		epoch("f", -int64(m)-1), epoch("g", -int64(m)), epoch("h", -1), epoch("i", 0))
 	apply(base.Add(2*time.Hour), ev("a", "c-1", 0), ev("j", "c-1", 30*time.Second))
 
+	// Rowids are offered in order, and a repeat's is left unused: "a" again
+	// was offered 10, so "j" is 11.
 	h1, h2 := base.Add(time.Hour).UnixNano(), base.Add(2*time.Hour).UnixNano()
 	b0 := base.Unix() / 60
 	want := strings.Join([]string{
 		fmt.Sprintf("acme c-1 %d %d 1 [1,3]", b0, h1),
-		fmt.Sprintf("acme c-1 %d %d 10 [10]", b0, h2),
+		fmt.Sprintf("acme c-1 %d %d 11 [11]", b0, h2),
 		fmt.Sprintf("acme c-1 %d %d 4 [4]", b0+1, h1),
 		fmt.Sprintf("acme c-1 %d %d 5 [5]", b0+5, h1),
 		fmt.Sprintf("acme c-2 %d %d 2 [2]", b0, h1),
