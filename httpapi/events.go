@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -38,13 +37,9 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	lim := s.cfg.Limits
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, lim.MaxBodyBytes))
-	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
-		s.error(w, r, abacus.Errorf(abacus.ETOOLARGE, "request body over the limit of %d bytes", lim.MaxBodyBytes))
-		return
-	} else if err != nil {
-		s.error(w, r, abacus.Errorf(abacus.EINVALID, "reading body: %v", err))
+	body, err := readBody(w, r, lim.MaxBodyBytes)
+	if err != nil {
+		s.error(w, r, err)
 		return
 	}
 	tenant, err := s.tenant(r, key.TenantID)

@@ -72,12 +72,9 @@ const maxConfigBody = 1 << 20
 // decode reads a JSON body into v, rejecting unknown fields so that typos
 // are errors rather than silently ignored settings.
 func decode(r *http.Request, v any) error {
-	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxConfigBody))
-	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
-		return abacus.Errorf(abacus.ETOOLARGE, "request body over the limit of %d bytes", maxConfigBody)
-	} else if err != nil {
-		return abacus.Errorf(abacus.EINVALID, "reading body: %v", err)
+	body, err := readBody(nil, r, maxConfigBody)
+	if err != nil {
+		return err
 	}
 	d := json.NewDecoder(bytesReader(body))
 	d.DisallowUnknownFields()
@@ -85,4 +82,39 @@ func decode(r *http.Request, v any) error {
 		return abacus.Errorf(abacus.EINVALID, "body: %s", trimJSONErr(err))
 	}
 	return nil
+}
+
+// maxPresize bounds the buffer readBody allocates before the body arrives.
+const maxPresize = 1 << 20
+
+// readBody reads a request body of at most limit bytes, answering a longer
+// one with ETOOLARGE. The buffer is sized from Content-Length when the
+// client sent one (within the limit): io.ReadAll starts at 512 bytes and
+// grows, which for a 25 KB batch of events allocated twice the body and was
+// the server's largest allocation site under `abacus bench`. What a client
+// declares is trusted up to maxPresize; past it the buffer grows as bytes
+// arrive. w may be nil (see http.MaxBytesReader).
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	size := int64(512)
+	if r.ContentLength > 0 {
+		size = min(r.ContentLength, limit, maxPresize) + 1 // + 1: room to read the EOF
+	}
+	body := http.MaxBytesReader(w, r.Body, limit)
+	buf := make([]byte, 0, size)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		var mbe *http.MaxBytesError
+		switch {
+		case err == io.EOF:
+			return buf, nil
+		case errors.As(err, &mbe):
+			return nil, abacus.Errorf(abacus.ETOOLARGE, "request body over the limit of %d bytes", limit)
+		case err != nil:
+			return nil, abacus.Errorf(abacus.EINVALID, "reading body: %v", err)
+		}
+	}
 }

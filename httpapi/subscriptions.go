@@ -1,8 +1,6 @@
 package httpapi
 
 import (
-	"errors"
-	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -270,13 +268,9 @@ func (s *Server) listCustomerSubscriptions(w http.ResponseWriter, r *http.Reques
 // valid ones are durable on the log; ?wait=true answers once they are
 // applied, with each event's status. 400 when none is valid.
 func (s *Server) postSubscriptionEvents(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.Limits.MaxBodyBytes))
-	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
-		s.error(w, r, abacus.Errorf(abacus.ETOOLARGE, "request body over the limit of %d bytes", s.cfg.Limits.MaxBodyBytes))
-		return
-	} else if err != nil {
-		s.error(w, r, abacus.Errorf(abacus.EINVALID, "reading body: %v", err))
+	body, err := readBody(w, r, s.cfg.Limits.MaxBodyBytes)
+	if err != nil {
+		s.error(w, r, err)
 		return
 	}
 	raw, err := subscription.SplitBody(body)

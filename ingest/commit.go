@@ -67,18 +67,29 @@ func NewCommitter(cfg CommitterConfig) *Committer {
 func (c *Committer) Commit(ctx context.Context, events []abacus.Event) error {
 	// Per partition, the request's records in pieces of at most MaxBytes,
 	// so that no log message outgrows the log's message limit.
+	// Each piece's buffer is sized for the records still to come in its
+	// partition: appending into a growing buffer allocated twice the
+	// records and was a tenth of the server's allocation under abacus bench.
 	parts := make([][]*pending, len(c.queues))
+	partition := make([]int, len(events))
+	need := make([]int, len(c.queues))
 	for i := range events {
 		e := &events[i]
-		p := abacus.Partition(e.TenantID, e.Customer, len(c.queues))
+		partition[i] = abacus.Partition(e.TenantID, e.Customer, len(c.queues))
+		need[partition[i]] += abacus.RecordSize(e)
+	}
+	for i := range events {
+		e := &events[i]
+		p, size := partition[i], abacus.RecordSize(e)
 		n := len(parts[p])
-		if n == 0 || len(parts[p][n-1].records)+abacus.RecordSize(e) > c.cfg.MaxBytes {
-			parts[p] = append(parts[p], &pending{done: make(chan error, 1)})
+		if n == 0 || len(parts[p][n-1].records)+size > c.cfg.MaxBytes {
+			parts[p] = append(parts[p], &pending{records: make([]byte, 0, min(need[p], c.cfg.MaxBytes)), done: make(chan error, 1)})
 			n++
 		}
 		pd := parts[p][n-1]
 		pd.records = abacus.AppendRecord(pd.records, e)
 		pd.n++
+		need[p] -= size
 	}
 	var sent []*pending
 	for p, pds := range parts {
