@@ -88,7 +88,12 @@ type batch struct {
 	metersVersion int64
 	positions     map[int]uint64
 	scratch       []abacus.Event
+	small         int // batches in a row much smaller than the arrays (reset)
 }
+
+// shrinkAfter is how many small batches in a row make reset give up the
+// batch's arrays.
+const shrinkAfter = 16
 
 type inBatch struct {
 	first int
@@ -139,13 +144,22 @@ func (b *batch) add(m abacus.LogMessage, meters map[[2]string][]*Meter, v int64,
 
 // reset empties the batch for reuse. It keeps the arrays (growing a
 // 100k-event slice of events anew for every transaction was 6% of the
-// aggregator's CPU) unless the batch was much smaller than they are, and
-// drops every reference into log messages and their decoding arenas, so
-// that an idle aggregator holds no events.
+// aggregator's CPU) until shrinkAfter batches in a row were much smaller
+// than they are, and drops every reference into log messages and their
+// decoding arenas, so that an idle aggregator holds no events. Dropping the
+// arrays after a single small batch, as reset once did, gave them up
+// whenever batch sizes swung under load: growing them again was the
+// largest allocation of the aggregator under abacus bench.
 func (b *batch) reset() {
 	if cap(b.uniq) > 4*len(b.uniq)+1024 {
+		b.small++
+	} else {
+		b.small = 0
+	}
+	if b.small >= shrinkAfter {
 		b.uniq, b.contribs, b.repeats = nil, nil, nil
 		b.first = map[eventKey]int{}
+		b.small = 0
 	}
 	clear(b.msgs)
 	clear(b.uniq)
@@ -272,6 +286,9 @@ func evaluateEvent(meters map[[2]string][]*Meter, e *abacus.AppliedEvent) []cont
 		switch {
 		case ok:
 			out = append(out, c)
+			if e.Counted == nil {
+				e.Counted = make([]abacus.Counted, 0, len(ms))
+			}
 			e.Counted = append(e.Counted, abacus.Counted{Meter: m.Key, Group: c.group})
 		case reason != "":
 			e.Skipped = append(e.Skipped, abacus.Skipped{Meter: m.Key, Reason: reason})
