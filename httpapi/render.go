@@ -85,14 +85,14 @@ func decode(r *http.Request, v any) error {
 }
 
 // maxPresize bounds the buffer readBody allocates before the body arrives.
-const maxPresize = 1 << 20
+const maxPresize = 256 << 10
 
 // readBody reads a request body of at most limit bytes, answering a longer
 // one with ETOOLARGE. The buffer is sized from Content-Length when the
 // client sent one (within the limit): io.ReadAll starts at 512 bytes and
 // grows, which for a 25 KB batch of events allocated twice the body and was
 // the server's largest allocation site under `abacus bench`. What a client
-// declares is trusted up to maxPresize; past it the buffer grows as bytes
+// declares is trusted up to maxPresize (a batch of 1,000 events is ~250 KB); past it the buffer grows as bytes
 // arrive. w may be nil (see http.MaxBytesReader).
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
 	size := int64(512)

@@ -17,17 +17,27 @@ import (
 )
 
 // Apply runs fn in one write transaction. AddRollups merges into the
-// rollup cache in place, so a transaction that fails drops the cache: its
-// rows may hold merges that never committed.
+// rollup cache in place, so a transaction that does not commit (an error or
+// a panic) drops the cache: its rows may hold merges that never committed.
+// Apply calls hold the cache's lock from start to end, not only the one
+// writer connection: a failed transaction's connection is free again before
+// tx returns, and another Apply must not merge onto the cache before it is
+// dropped.
 func (s *Store) Apply(ctx context.Context, fn func(abacus.ApplyTx) error) error {
+	s.rollups.mu.Lock()
+	defer s.rollups.mu.Unlock()
+	committed := false
+	defer func() {
+		if !committed {
+			s.rollups.rows = nil
+		}
+	}()
 	t := &applyTx{cache: &s.rollups, stmts: &s.stmts}
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		t.tx = tx
 		return fn(t)
 	})
-	if err != nil {
-		s.rollups.reset()
-	}
+	committed = err == nil
 	return err
 }
 
@@ -50,19 +60,13 @@ func (s *Store) Apply(ctx context.Context, fn func(abacus.ApplyTx) error) error 
 // the end of a 6-minute `abacus bench` run that was 313 of 742 MB of live
 // heap, which the GC marks on every cycle.
 type rollupCache struct {
-	mu   sync.Mutex
+	mu   sync.Mutex // held by Apply for its whole transaction
 	rows map[abacus.RollupKey]*abacus.RollupDelta
 }
 
 // maxCachedRollups bounds the cache (a row is ~300 B): past it the cache
 // starts over, which costs reads, never correctness.
 const maxCachedRollups = 500_000
-
-func (c *rollupCache) reset() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.rows = nil
-}
 
 // stmtCache holds the aggregator's multi-row statements, prepared once on
 // the writer connection when the store opens. database/sql does not cache
@@ -246,7 +250,7 @@ func (t *applyTx) execChunks(ctx context.Context, m *multiRow, n int, args func(
 		for rows.Next() {
 			returned++
 		}
-		if err := rows.Close(); err != nil {
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
 			return 0, err
 		}
 	}
@@ -312,7 +316,7 @@ func (t *applyTx) InsertEvents(ctx context.Context, events []abacus.AppliedEvent
 			}
 			results[i].Inserted = true
 		}
-		if err := rows.Close(); err != nil {
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
 			return nil, fmt.Errorf("insert events: %w", err)
 		}
 		start += size
@@ -374,7 +378,7 @@ func (t *applyTx) storedHashes(ctx context.Context, events []abacus.AppliedEvent
 			copy(results[i].ExistingHash[:], h)
 			delete(want, k)
 		}
-		if err := rows.Close(); err != nil {
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
 			return fmt.Errorf("read stored events: %w", err)
 		}
 		if len(want) > 0 {
@@ -480,9 +484,7 @@ func parseDec(s string, d *apd.Decimal) error {
 // cache, or a read) and the result is written back in multi-row
 // statements; the single writer makes that safe.
 func (t *applyTx) AddRollups(ctx context.Context, deltas []abacus.RollupDelta) error {
-	c := t.cache
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c := t.cache // Apply holds c.mu
 	if c.rows == nil || len(c.rows)+len(deltas) > maxCachedRollups {
 		c.rows = make(map[abacus.RollupKey]*abacus.RollupDelta, len(deltas))
 	}
@@ -516,10 +518,10 @@ func (t *applyTx) AddRollups(ctx context.Context, deltas []abacus.RollupDelta) e
 		if err := cur.Merge(d); err != nil {
 			return fmt.Errorf("rollup %s/%s: %w", d.Meter, d.Customer, err)
 		}
-		if cur.LatestID != latest {
-			// From d: its strings are a message's. Ids are unique per
-			// tenant, so a new latest id always differs from the old one.
-			cur.LatestID = strings.Clone(cur.LatestID)
+		if cur.LatestID == latest {
+			cur.LatestID = latest // the row's own string, even if d's equal one was taken
+		} else {
+			cur.LatestID = strings.Clone(cur.LatestID) // d's strings are a message's
 		}
 		rows = append(rows, cur)
 	}

@@ -30,8 +30,8 @@ func TestChunks(t *testing.T) {
 // TestRollupCache: rows entering the cache must not point into the buffer
 // their key and latest id were decoded from (a log message's arena), or the
 // cache would keep every such message alive; a cached row keeps its key as
-// later deltas merge into it; and a transaction that fails after merging
-// leaves no trace of its merges, in the cache or the table.
+// later deltas merge into it; and a transaction that fails or panics after
+// merging leaves no trace of its merges, in the cache or the table.
 func TestRollupCache(t *testing.T) {
 	ctx := context.Background()
 	s, err := Open(ctx, filepath.Join(t.TempDir(), "abacus.db"))
@@ -116,5 +116,26 @@ func TestRollupCache(t *testing.T) {
 	}
 	if g := stored(); g != "3 13 ev-11" {
 		t.Fatalf("stored after the next delta: %s", g)
+	}
+
+	// A panic after merging: rolled back, the cache dropped, the writer
+	// free for the next transaction.
+	func() {
+		defer func() { recover() }()
+		s.Apply(ctx, func(tx abacus.ApplyTx) error {
+			if err := tx.AddRollups(ctx, []abacus.RollupDelta{delta(50, 500, "ev-12")}); err != nil {
+				return err
+			}
+			panic("applier bug")
+		})
+	}()
+	if s.rollups.rows != nil {
+		t.Fatalf("a panicking transaction left the cache: %d rows", len(s.rollups.rows))
+	}
+	if err := add(delta(2, 600, "ev-13"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if g := stored(); g != "4 15 ev-13" {
+		t.Fatalf("stored after a panicking transaction: %s", g)
 	}
 }
