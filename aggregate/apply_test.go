@@ -1,9 +1,15 @@
 package aggregate
 
 import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/abacus-billing/abacus"
+	"github.com/abacus-billing/abacus/sqlite"
 )
 
 // TestBatchReset: a reset batch holds no events, keeps its arrays through
@@ -21,5 +27,86 @@ func TestBatchReset(t *testing.T) {
 		if kept := cap(b.uniq) == 10_000; kept != (round < shrinkAfter) {
 			t.Fatalf("round %d: capacity %d", round, cap(b.uniq))
 		}
+	}
+}
+
+// TestBatchRollups: rollup rows merged while a batch is gathered are
+// corrected in the transaction for the events that were not stored: a
+// resent event and a conflicting one (same id, other payload) add nothing,
+// not their count, sum, max, latest or distinct value, and a key no repeat
+// touched keeps the gathered row.
+func TestBatchRollups(t *testing.T) {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "abacus.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	now := time.Date(2026, 11, 2, 10, 0, 0, 0, time.UTC)
+	if err := st.CreateTenant(ctx, &abacus.Tenant{ID: "t", Name: "t", CreatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []*abacus.Meter{
+		{TenantID: "t", Key: "tokens", EventType: "call", Aggregation: abacus.AggSum, Value: "$.n", CreatedAt: now},
+		{TenantID: "t", Key: "users", EventType: "call", Aggregation: abacus.AggUniqueCount, Value: "$.u", CreatedAt: now},
+	} {
+		if err := st.CreateMeter(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := New(Config{Store: st})
+	seq := uint64(0)
+	apply := func(events ...abacus.Event) {
+		t.Helper()
+		b := newBatch()
+		meters, v := a.meters.last()
+		for _, e := range events {
+			seq++
+			msg := abacus.AppendRecord(abacus.AppendMessage(nil, 1), &e)
+			b.add(abacus.LogMessage{Partition: 0, Sequence: seq, Data: msg}, meters, v, a)
+		}
+		if err := a.apply(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ev := func(id, customer string, at time.Duration, n int, u string) abacus.Event {
+		return abacus.Event{TenantID: "t", ID: id, Type: "call", Customer: customer, Time: now.Add(at), TimeGiven: true,
+			IngestTime: now, Properties: []byte(fmt.Sprintf(`{"n":%d,"u":%q}`, n, u))}
+	}
+	e1 := ev("e1", "c", 30*time.Second, 10, "u1")
+	apply(e1, ev("e2", "c", 10*time.Second, 5, "u2")) // no meters loaded yet: rolled up in the transaction
+	apply(e1, ev("e3", "c", 20*time.Second, 7, "u3"), ev("e4", "d", 0, 4, "u4"))
+	apply(ev("e1", "c", 50*time.Second, 1000, "u-conflict"), ev("e6", "c", 5*time.Second, 6, "u1"), ev("e5", "d", 40*time.Second, 1, "u4"))
+
+	got := map[string]string{}
+	for _, meter := range []string{"tokens", "users"} {
+		err := st.ScanRollups(ctx, abacus.RollupFilter{TenantID: "t", Meter: meter, FromMinute: 0, ToMinute: 1 << 40}, func(r *abacus.RollupRow) error {
+			got[meter+"/"+r.Customer] = fmt.Sprintf("count %d sum %s min %s max %s latest %s@%s", r.Count, r.Sum.String(), r.Min.String(), r.Max.String(), r.Latest.String(), r.LatestID)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var uniques []string
+	err = st.ScanUniques(ctx, abacus.RollupFilter{TenantID: "t", Meter: "users", FromMinute: 0, ToMinute: 1 << 40}, func(u *abacus.UniqueValue) error {
+		uniques = append(uniques, u.Customer+":"+u.Value)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"tokens/c": "count 4 sum 28 min 5 max 10 latest 10@e1",
+		"tokens/d": "count 2 sum 5 min 1 max 4 latest 1@e5",
+		"users/c":  "count 4 sum 0 min 0 max 0 latest 0@",
+		"users/d":  "count 2 sum 0 min 0 max 0 latest 0@",
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("rollups:\n%v\nwant\n%v", got, want)
+	}
+	slices.Sort(uniques)
+	if fmt.Sprint(uniques) != "[c:u1 c:u2 c:u3 d:u4]" {
+		t.Errorf("distinct values: %v", uniques)
 	}
 }

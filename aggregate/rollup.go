@@ -5,8 +5,9 @@ import (
 )
 
 // Rollup collects what events add to the rollups: per-minute rollup deltas
-// and distinct values (unique_count). The aggregator fills one per apply
-// transaction from the new events of a batch and adds it to the store; an
+// and distinct values (unique_count). The aggregator fills one per batch as
+// it gathers it, and one per transaction for the rows and distinct values
+// that depend on which events were stored (batch.rollups); an
 // as-of usage read (usage.Query AsOf) fills one from the stored raw events
 // known at an instant and reads it as it would read the stored rollups.
 // Both go through the same evaluation (Meter) and the same add, so the two
@@ -36,18 +37,36 @@ func (r *Rollup) AddEvent(m *Meter, e *abacus.Event) (bool, error) {
 	if ok, _ := m.evaluate(props, &c); !ok {
 		return false, nil
 	}
-	return true, r.add(e, &c)
+	_, err = r.add(e, &c)
+	return true, err
 }
 
 // add adds contribution c of event e: one count (and value) in the rollup
-// row of e's minute and group, or one distinct value for unique_count.
-func (r *Rollup) add(e *abacus.Event, c *contribution) error {
-	k := abacus.RollupKey{TenantID: e.TenantID, Meter: c.meter.Key, Customer: e.Customer, Group: c.group, Minute: abacus.MinuteOf(e.Time)}
+// row of e's minute and group, which it returns, and for unique_count one
+// distinct value.
+func (r *Rollup) add(e *abacus.Event, c *contribution) (*abacus.RollupDelta, error) {
+	if c.meter.Aggregation == abacus.AggUniqueCount {
+		r.addUnique(e, c)
+	}
+	return r.merge(e, c)
+}
+
+func rollupKey(e *abacus.Event, c *contribution) abacus.RollupKey {
+	return abacus.RollupKey{TenantID: e.TenantID, Meter: c.meter.Key, Customer: e.Customer, Group: c.group, Minute: abacus.MinuteOf(e.Time)}
+}
+
+// addUnique adds c's distinct value (unique_count).
+func (r *Rollup) addUnique(e *abacus.Event, c *contribution) {
+	r.Uniques[abacus.UniqueValue{RollupKey: rollupKey(e, c), Value: c.unique}] = struct{}{}
+}
+
+// merge adds c's count (and value) to the rollup row of e's minute and
+// group, and returns the row.
+func (r *Rollup) merge(e *abacus.Event, c *contribution) (*abacus.RollupDelta, error) {
+	k := rollupKey(e, c)
 	d := abacus.RollupDelta{RollupKey: k, Count: 1}
 	switch c.meter.Aggregation {
-	case abacus.AggCount:
-	case abacus.AggUniqueCount:
-		r.Uniques[abacus.UniqueValue{RollupKey: k, Value: c.unique}] = struct{}{}
+	case abacus.AggCount, abacus.AggUniqueCount:
 	default:
 		d.HasValue = true
 		d.Sum.Set(&c.value)
@@ -57,10 +76,10 @@ func (r *Rollup) add(e *abacus.Event, c *contribution) error {
 		d.LatestTime, d.LatestID = e.Time.UnixNano(), e.ID
 	}
 	if cur, ok := r.Deltas[k]; ok {
-		return cur.Merge(&d)
+		return cur, cur.Merge(&d)
 	}
 	r.Deltas[k] = &d
-	return nil
+	return &d, nil
 }
 
 func (r *Rollup) deltaList() []abacus.RollupDelta {
