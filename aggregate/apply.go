@@ -86,15 +86,9 @@ type batch struct {
 	// batch was gathered) and the transaction evaluates them itself.
 	contribs      [][]contribution
 	metersVersion int64
-	// roll is uniq's contributions merged into rollup rows as the batch is
-	// gathered, as if every event in uniq will be stored (see apply);
-	// rolled says it holds all of them (false: the transaction rolls up
-	// itself).
-	roll      *Rollup
-	rolled    bool
-	positions map[int]uint64
-	scratch   []abacus.Event
-	small     int // batches in a row much smaller than the arrays (reset)
+	positions     map[int]uint64
+	scratch       []abacus.Event
+	small         int // batches in a row much smaller than the arrays (reset)
 }
 
 // shrinkAfter is how many small batches in a row make reset give up the
@@ -107,7 +101,7 @@ type inBatch struct {
 }
 
 func newBatch() *batch {
-	return &batch{first: map[eventKey]int{}, positions: map[int]uint64{}, metersVersion: -1, roll: NewRollup(), rolled: true}
+	return &batch{first: map[eventKey]int{}, positions: map[int]uint64{}, metersVersion: -1}
 }
 
 // add decodes log message m into the batch and evaluates its new events
@@ -141,17 +135,7 @@ func (b *batch) add(m abacus.LogMessage, meters map[[2]string][]*Meter, v int64,
 		b.uniq = append(b.uniq, ae)
 		var c []contribution
 		if b.metersVersion >= 0 {
-			ev := &b.uniq[len(b.uniq)-1]
-			c = evaluateEvent(meters, ev)
-			for j := range c {
-				d, err := b.roll.merge(&ev.Event, &c[j])
-				if err != nil {
-					b.rolled = false // the transaction meets the error itself
-				}
-				c[j].delta = d
-			}
-		} else {
-			b.rolled = false
+			c = evaluateEvent(meters, &b.uniq[len(b.uniq)-1])
 		}
 		b.contribs = append(b.contribs, c)
 	}
@@ -183,10 +167,8 @@ func (b *batch) reset() {
 	clear(b.repeats)
 	clear(b.first)
 	clear(b.positions)
-	clear(b.roll.Deltas)
-	clear(b.roll.Uniques)
 	b.msgs, b.uniq, b.contribs, b.repeats = b.msgs[:0], b.uniq[:0], b.contribs[:0], b.repeats[:0]
-	b.n, b.metersVersion, b.rolled = 0, -1, true
+	b.n, b.metersVersion = 0, -1
 }
 
 // apply commits one batch.
@@ -212,18 +194,25 @@ func (a *Aggregator) apply(ctx context.Context, b *batch) error {
 			for i := range uniq {
 				b.contribs[i] = evaluateEvent(meters, &uniq[i])
 			}
-			b.metersVersion, b.rolled = version, false
+			b.metersVersion = version
 		}
 		results, err := tx.InsertEvents(ctx, uniq)
 		if err != nil {
 			return err
 		}
+		roll := NewRollup()
 		var repeats []abacus.Repeat
 		for i, r := range results {
-			if r.Inserted {
-				newCount++
-			} else {
-				repeats = append(repeats, repeat(&uniq[i], r.ExistingHash))
+			e := &uniq[i]
+			if !r.Inserted {
+				repeats = append(repeats, repeat(e, r.ExistingHash))
+				continue
+			}
+			newCount++
+			for j := range b.contribs[i] {
+				if err := roll.add(&e.Event, &b.contribs[i][j]); err != nil {
+					return err
+				}
 			}
 		}
 		for _, rb := range b.repeats {
@@ -243,11 +232,7 @@ func (a *Aggregator) apply(ctx context.Context, b *batch) error {
 		if err := tx.RecordRepeats(ctx, repeats); err != nil {
 			return err
 		}
-		deltas, roll, err := b.rollups(results)
-		if err != nil {
-			return err
-		}
-		if err := tx.AddRollups(ctx, deltas); err != nil {
+		if err := tx.AddRollups(ctx, roll.deltaList()); err != nil {
 			return err
 		}
 		if err := tx.AddUniques(ctx, roll.uniqueList()); err != nil {
@@ -273,64 +258,6 @@ func (a *Aggregator) apply(ctx context.Context, b *batch) error {
 	a.setError(nil)
 	a.Commit(b.positions)
 	return nil
-}
-
-// rollups returns what the batch's stored events add to the rollups: the
-// rows to merge, and a Rollup holding the distinct values (unique_count).
-//
-// The rows were merged while the batch was gathered (b.roll), off the
-// writer's critical path, as if every event would be stored; only the rows
-// an event that was not stored went into are merged again here, from the
-// stored events alone (min, max and latest cannot be taken back out). The
-// gathered rows are never changed here, so a retried transaction starts
-// from them again. Without them (meters changed, or a merge failed while
-// gathering) every row is merged here.
-func (b *batch) rollups(results []abacus.InsertResult) ([]abacus.RollupDelta, *Rollup, error) {
-	roll := NewRollup()
-	var dirty map[*abacus.RollupDelta]bool
-	if b.rolled {
-		for i, r := range results {
-			if r.Inserted {
-				continue
-			}
-			for j := range b.contribs[i] {
-				if dirty == nil {
-					dirty = map[*abacus.RollupDelta]bool{}
-				}
-				dirty[b.contribs[i][j].delta] = true
-			}
-		}
-	}
-	for i, r := range results {
-		if !r.Inserted {
-			continue
-		}
-		e := &b.uniq[i].Event
-		for j := range b.contribs[i] {
-			c := &b.contribs[i][j]
-			if c.meter.Aggregation == abacus.AggUniqueCount {
-				roll.addUnique(e, c)
-			}
-			if !b.rolled || dirty[c.delta] {
-				if _, err := roll.merge(e, c); err != nil {
-					return nil, nil, err
-				}
-			}
-		}
-	}
-	if !b.rolled {
-		return roll.deltaList(), roll, nil
-	}
-	deltas := make([]abacus.RollupDelta, 0, len(b.roll.Deltas)+len(roll.Deltas))
-	for _, d := range b.roll.Deltas {
-		if !dirty[d] {
-			deltas = append(deltas, *d)
-		}
-	}
-	for _, d := range roll.Deltas {
-		deltas = append(deltas, *d)
-	}
-	return deltas, roll, nil
 }
 
 func repeat(e *abacus.AppliedEvent, stored [16]byte) abacus.Repeat {

@@ -272,9 +272,6 @@ type contribution struct {
 	group  string
 	value  apd.Decimal // sum, min, max, avg, latest
 	unique string      // unique_count
-	// delta is the rollup row of the batch's ahead-of-time rollup
-	// (batch.roll) that this contribution went into, if any.
-	delta *abacus.RollupDelta
 }
 
 // evaluate decides whether the event counts in m. It returns ok=false with

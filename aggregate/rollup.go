@@ -5,9 +5,8 @@ import (
 )
 
 // Rollup collects what events add to the rollups: per-minute rollup deltas
-// and distinct values (unique_count). The aggregator fills one per batch as
-// it gathers it, and one per transaction for the rows and distinct values
-// that depend on which events were stored (batch.rollups); an
+// and distinct values (unique_count). The aggregator fills one per apply
+// transaction from the new events of a batch and adds it to the store; an
 // as-of usage read (usage.Query AsOf) fills one from the stored raw events
 // known at an instant and reads it as it would read the stored rollups.
 // Both go through the same evaluation (Meter) and the same add, so the two
@@ -37,36 +36,18 @@ func (r *Rollup) AddEvent(m *Meter, e *abacus.Event) (bool, error) {
 	if ok, _ := m.evaluate(props, &c); !ok {
 		return false, nil
 	}
-	_, err = r.add(e, &c)
-	return true, err
+	return true, r.add(e, &c)
 }
 
 // add adds contribution c of event e: one count (and value) in the rollup
-// row of e's minute and group, which it returns, and for unique_count one
-// distinct value.
-func (r *Rollup) add(e *abacus.Event, c *contribution) (*abacus.RollupDelta, error) {
-	if c.meter.Aggregation == abacus.AggUniqueCount {
-		r.addUnique(e, c)
-	}
-	return r.merge(e, c)
-}
-
-func rollupKey(e *abacus.Event, c *contribution) abacus.RollupKey {
-	return abacus.RollupKey{TenantID: e.TenantID, Meter: c.meter.Key, Customer: e.Customer, Group: c.group, Minute: abacus.MinuteOf(e.Time)}
-}
-
-// addUnique adds c's distinct value (unique_count).
-func (r *Rollup) addUnique(e *abacus.Event, c *contribution) {
-	r.Uniques[abacus.UniqueValue{RollupKey: rollupKey(e, c), Value: c.unique}] = struct{}{}
-}
-
-// merge adds c's count (and value) to the rollup row of e's minute and
-// group, and returns the row.
-func (r *Rollup) merge(e *abacus.Event, c *contribution) (*abacus.RollupDelta, error) {
-	k := rollupKey(e, c)
+// row of e's minute and group, or one distinct value for unique_count.
+func (r *Rollup) add(e *abacus.Event, c *contribution) error {
+	k := abacus.RollupKey{TenantID: e.TenantID, Meter: c.meter.Key, Customer: e.Customer, Group: c.group, Minute: abacus.MinuteOf(e.Time)}
 	d := abacus.RollupDelta{RollupKey: k, Count: 1}
 	switch c.meter.Aggregation {
-	case abacus.AggCount, abacus.AggUniqueCount:
+	case abacus.AggCount:
+	case abacus.AggUniqueCount:
+		r.Uniques[abacus.UniqueValue{RollupKey: k, Value: c.unique}] = struct{}{}
 	default:
 		d.HasValue = true
 		d.Sum.Set(&c.value)
@@ -76,10 +57,10 @@ func (r *Rollup) merge(e *abacus.Event, c *contribution) (*abacus.RollupDelta, e
 		d.LatestTime, d.LatestID = e.Time.UnixNano(), e.ID
 	}
 	if cur, ok := r.Deltas[k]; ok {
-		return cur, cur.Merge(&d)
+		return cur.Merge(&d)
 	}
 	r.Deltas[k] = &d
-	return &d, nil
+	return nil
 }
 
 func (r *Rollup) deltaList() []abacus.RollupDelta {
