@@ -92,8 +92,9 @@ const maxPresize = 256 << 10
 // client sent one (within the limit): io.ReadAll starts at 512 bytes and
 // grows, which for a 25 KB batch of events allocated twice the body and was
 // the server's largest allocation site under `abacus bench`. What a client
-// declares is trusted up to maxPresize (a batch of 1,000 events is ~250 KB); past it the buffer grows as bytes
-// arrive. w may be nil (see http.MaxBytesReader).
+// declares is trusted up to maxPresize (a batch of 1,000 events is ~250 KB);
+// past it the buffer grows as bytes arrive. w may be nil (see
+// http.MaxBytesReader).
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
 	size := int64(512)
 	if r.ContentLength > 0 {
