@@ -54,9 +54,10 @@ func (s *Store) positions(ctx context.Context, table string) (map[int]uint64, er
 // costs three round trips (create, copy, insert) and measured slower for
 // batches of 1000 events: about 9.5 ms per committed batch with unnest
 // against 11 ms with COPY (BenchmarkInsertEvents, PostgreSQL 15 on
-// localhost). At 25,000 events, the batch of a saturated applier, the two
-// were even (13.7-15.1 µs per event with unnest, 13.0-16.6 with COPY, three
-// runs each): the cost is the server's insert, not how the rows travel.
+// localhost). At 25,000 events, the batch of a saturated applier, COPY was
+// even or slightly ahead (three runs each: 13.7-15.1 µs per event with
+// unnest, 13.0-16.6 with COPY; six more, later: medians 10.4 and 9.6, ranges
+// overlapping): the cost is the server's insert, not how the rows travel.
 type applyTx struct {
 	tx    pgx.Tx
 	stamp stamp
