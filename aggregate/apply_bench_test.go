@@ -22,13 +22,17 @@ import (
 // time of gathering and the transaction, and wall time of the transaction
 // alone (tx-ns/event).
 func BenchmarkApplySQLite(b *testing.B) {
-	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "abacus.db"))
+	benchApply(b, openSQLite(b))
+}
+
+// openSQLite opens a store in a temporary directory, closed with the test.
+func openSQLite(tb testing.TB) *sqlite.Store {
+	st, err := sqlite.Open(context.Background(), filepath.Join(tb.TempDir(), "abacus.db"))
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	defer st.Close()
-	benchApply(b, st)
+	tb.Cleanup(func() { st.Close() })
+	return st
 }
 
 func benchApply(b *testing.B, st abacus.Store) {

@@ -3,13 +3,11 @@ package aggregate
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/abacus-billing/abacus"
-	"github.com/abacus-billing/abacus/sqlite"
 )
 
 // TestBatchReset: a reset batch holds no events, keeps its arrays through
@@ -39,11 +37,7 @@ func TestBatchReset(t *testing.T) {
 // the exact account of repeats across batches.)
 func TestBatchRollups(t *testing.T) {
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "abacus.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := openSQLite(t)
 	now := time.Date(2026, 11, 2, 10, 0, 0, 0, time.UTC)
 	if err := st.CreateTenant(ctx, &abacus.Tenant{ID: "t", Name: "t", CreatedAt: now}); err != nil {
 		t.Fatal(err)
@@ -93,7 +87,7 @@ func TestBatchRollups(t *testing.T) {
 		}
 	}
 	var uniques []string
-	err = st.ScanUniques(ctx, abacus.RollupFilter{TenantID: "t", Meter: "users", FromMinute: 0, ToMinute: 1 << 40}, func(u *abacus.UniqueValue) error {
+	err := st.ScanUniques(ctx, abacus.RollupFilter{TenantID: "t", Meter: "users", FromMinute: 0, ToMinute: 1 << 40}, func(u *abacus.UniqueValue) error {
 		uniques = append(uniques, u.Customer+":"+u.Value)
 		return nil
 	})

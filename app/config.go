@@ -45,12 +45,11 @@ type Config struct {
 	Clock abacus.Clock
 }
 
-// ParseConfig reads flags from args with environment defaults from getenv.
-
 // runtimeProcs is the GOMAXPROCS the Go runtime chose at start (the CPUs
 // it may use, cgroup limits included), read before Start changes it.
 var runtimeProcs = runtime.GOMAXPROCS(0)
 
+// ParseConfig reads flags from args with environment defaults from getenv.
 func ParseConfig(name string, args []string, getenv func(string) string) (Config, *flag.FlagSet, error) {
 	var c Config
 	var err error

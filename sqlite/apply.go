@@ -223,13 +223,14 @@ var (
 type eventKey struct{ tenant, id string }
 
 // execChunks runs m over n rows in chunks, args(i, into) appending row i's
-// arguments, and returns how many rows the statements returned.
+// arguments, calls each (if not nil) on every row the statements return,
+// and returns how many they returned.
 //
 // It runs them through QueryContext, never ExecContext, although most
 // return nothing: the SQLite driver binds a query's arguments and takes its
 // first step in one cgo call, and an Exec's with a cgo call per argument,
 // which on a 13-column upsert of 128 rows was 1,664 crossings a statement.
-func (t *applyTx) execChunks(ctx context.Context, m *multiRow, n int, args func(i int, into []any) []any) (int, error) {
+func (t *applyTx) execChunks(ctx context.Context, m *multiRow, n int, args func(i int, into []any) []any, each func(*sql.Rows) error) (int, error) {
 	returned := 0
 	var buf []any
 	start := 0
@@ -249,6 +250,12 @@ func (t *applyTx) execChunks(ctx context.Context, m *multiRow, n int, args func(
 		}
 		for rows.Next() {
 			returned++
+			if each != nil {
+				if err := each(rows); err != nil {
+					rows.Close()
+					return 0, err
+				}
+			}
 		}
 		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
 			return 0, err
@@ -276,50 +283,33 @@ func (t *applyTx) InsertEvents(ctx context.Context, events []abacus.AppliedEvent
 		return nil, fmt.Errorf("insert events: %w", err)
 	}
 	results := make([]abacus.InsertResult, len(events))
-	args := make([]any, 0, insertChunk*15)
 	var buf []byte
-	start := 0
-	for _, size := range chunks(len(events), insertChunk) {
-		chunk := events[start : start+size]
-		args = args[:0]
-		for i := range chunk {
-			e := &chunk[i]
-			given := 0
-			if e.TimeGiven {
-				given = 1
-			}
-			buf = jsonenc.Counted(buf[:0], e.Counted)
-			counted := string(buf)
-			buf = jsonenc.Skipped(buf[:0], e.Skipped)
-			skipped := string(buf)
-			args = append(args, base+1+int64(start+i), e.TenantID, e.ID, e.Type, e.Customer, e.Time.UnixNano(), given, e.IngestTime.UnixNano(),
-				string(e.Properties), e.Hash[:], e.Partition, int64(e.Sequence), counted, skipped, appliedAt)
+	_, err := t.execChunks(ctx, insertEvents, len(events), func(i int, into []any) []any {
+		e := &events[i]
+		given := 0
+		if e.TimeGiven {
+			given = 1
 		}
-		st, err := t.stmts.get(ctx, t.tx, insertEvents.text(len(chunk)))
-		if err != nil {
-			return nil, fmt.Errorf("insert events: %w", err)
+		buf = jsonenc.Counted(buf[:0], e.Counted)
+		counted := string(buf)
+		buf = jsonenc.Skipped(buf[:0], e.Skipped)
+		skipped := string(buf)
+		return append(into, base+1+int64(i), e.TenantID, e.ID, e.Type, e.Customer, e.Time.UnixNano(), given, e.IngestTime.UnixNano(),
+			string(e.Properties), e.Hash[:], e.Partition, int64(e.Sequence), counted, skipped, appliedAt)
+	}, func(rows *sql.Rows) error {
+		var rowid int64
+		if err := rows.Scan(&rowid); err != nil {
+			return err
 		}
-		rows, err := st.QueryContext(ctx, args...)
-		if err != nil {
-			return nil, fmt.Errorf("insert events: %w", err)
+		i := rowid - base - 1
+		if i < 0 || i >= int64(len(events)) || results[i].Inserted {
+			return fmt.Errorf("returned rowid %d, which was not offered", rowid)
 		}
-		for rows.Next() {
-			var rowid int64
-			if err := rows.Scan(&rowid); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			i := rowid - base - 1
-			if i < int64(start) || i >= int64(start+size) || results[i].Inserted {
-				rows.Close()
-				return nil, fmt.Errorf("insert events: returned rowid %d, which was not offered", rowid)
-			}
-			results[i].Inserted = true
-		}
-		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-			return nil, fmt.Errorf("insert events: %w", err)
-		}
-		start += size
+		results[i].Inserted = true
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("insert events: %w", err)
 	}
 	var blocks eventBlocks
 	var repeats []int
@@ -344,50 +334,36 @@ func (t *applyTx) InsertEvents(ctx context.Context, events []abacus.AppliedEvent
 // than a query per repeat (with the bench's 5% resends, the per-repeat
 // queries and updates were 5% of the aggregator's transaction).
 func (t *applyTx) storedHashes(ctx context.Context, events []abacus.AppliedEvent, repeats []int, results []abacus.InsertResult) error {
-	args := make([]any, 0, 2*insertChunk)
-	start := 0
-	for _, size := range chunks(len(repeats), insertChunk) {
-		chunk := repeats[start : start+size]
-		start += size
-		args = args[:0]
-		want := make(map[eventKey]int, len(chunk))
-		for _, i := range chunk {
-			args = append(args, events[i].TenantID, events[i].ID)
-			want[eventKey{events[i].TenantID, events[i].ID}] = i
+	want := make(map[eventKey]int, len(repeats))
+	for _, i := range repeats {
+		want[eventKey{events[i].TenantID, events[i].ID}] = i
+	}
+	_, err := t.execChunks(ctx, storedHashes, len(repeats), func(j int, into []any) []any {
+		e := &events[repeats[j]]
+		return append(into, e.TenantID, e.ID)
+	}, func(rows *sql.Rows) error {
+		var k eventKey
+		var h []byte
+		if err := rows.Scan(&k.tenant, &k.id, &h); err != nil {
+			return err
 		}
-		st, err := t.stmts.get(ctx, t.tx, storedHashes.text(len(chunk)))
-		if err != nil {
-			return fmt.Errorf("read stored events: %w", err)
+		i, ok := want[k]
+		if !ok {
+			return fmt.Errorf("got %q/%q, which was not asked for", k.tenant, k.id)
 		}
-		rows, err := st.QueryContext(ctx, args...)
-		if err != nil {
-			return fmt.Errorf("read stored events: %w", err)
+		copy(results[i].ExistingHash[:], h)
+		delete(want, k)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("read stored events: %w", err)
+	}
+	if len(want) > 0 {
+		var missing []string
+		for k := range want {
+			missing = append(missing, k.id)
 		}
-		for rows.Next() {
-			var k eventKey
-			var h []byte
-			if err := rows.Scan(&k.tenant, &k.id, &h); err != nil {
-				rows.Close()
-				return err
-			}
-			i, ok := want[k]
-			if !ok {
-				rows.Close()
-				return fmt.Errorf("read stored events: got %q/%q, which was not asked for", k.tenant, k.id)
-			}
-			copy(results[i].ExistingHash[:], h)
-			delete(want, k)
-		}
-		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-			return fmt.Errorf("read stored events: %w", err)
-		}
-		if len(want) > 0 {
-			var missing []string
-			for k := range want {
-				missing = append(missing, k.id)
-			}
-			return fmt.Errorf("read stored events %q: not inserted, yet not stored", missing)
-		}
+		return fmt.Errorf("read stored events %q: not inserted, yet not stored", missing)
 	}
 	return nil
 }
@@ -434,7 +410,7 @@ func (t *applyTx) writeBlocks(ctx context.Context, b *eventBlocks, appliedAt int
 		r := &b.rows[i]
 		r.rowids = append(r.rowids, ']')
 		return append(into, r.tenant, r.customer, r.minute, appliedAt, r.first, string(r.rowids))
-	})
+	}, nil)
 	if err != nil {
 		return fmt.Errorf("write event blocks: %w", err)
 	}
@@ -462,7 +438,7 @@ func (t *applyTx) RecordRepeats(ctx context.Context, repeats []abacus.Repeat) er
 	}
 	stored, err := t.execChunks(ctx, addDuplicates, len(ids), func(i int, into []any) []any {
 		return append(into, ids[i].tenant, ids[i].id, count[ids[i]])
-	})
+	}, nil)
 	if err != nil {
 		return fmt.Errorf("record repeats: %w", err)
 	}
@@ -569,7 +545,7 @@ func (t *applyTx) writeRollups(ctx context.Context, rows []*abacus.RollupDelta) 
 		}
 		return append(into, r.TenantID, r.Meter, r.Customer, r.Minute, r.Group, r.Count, 1,
 			decText(&r.Sum), decText(&r.Min), decText(&r.Max), decText(&r.Latest), r.LatestTime, r.LatestID)
-	})
+	}, nil)
 	if err != nil {
 		return fmt.Errorf("write rollups: %w", err)
 	}
