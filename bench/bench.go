@@ -83,18 +83,41 @@ type Config struct {
 	Queries     int
 	// VisibleTimeout bounds the wait for aggregation (default 5 min).
 	VisibleTimeout time.Duration
-	// CPUProfile, when set, receives a CPU profile of the load phase (send
-	// and wait until visible), or of the sustained phase when ProfilePhase
-	// is "sustained". In-process it covers server and load generator alike.
+	// CPUProfile, when set, receives a CPU profile of the phase ProfilePhase
+	// names: "peak" (the default: send and wait until visible), "sustained"
+	// or "single". In-process it covers server and load generator alike.
 	CPUProfile   io.Writer
 	ProfilePhase string
 	// MemProfile, when set, receives a heap profile (live objects and
-	// allocations since start) taken at the end of the peak phase's
-	// sending, when queues are fullest (of the sustained phase's with
-	// ProfilePhase "sustained").
+	// allocations since start) taken at the end of that phase's sending,
+	// when queues are fullest.
 	MemProfile io.Writer
 	// Progress, when set, receives a line every few seconds.
 	Progress io.Writer
+}
+
+// profilePhase is the phase the profiles cover.
+func (c *Config) profilePhase() string { return cmp.Or(c.ProfilePhase, "peak") }
+
+// profile starts the CPU profile if it covers phase; the returned func
+// stops it.
+func (c *Config) profile(phase string) (stop func(), err error) {
+	if c.CPUProfile == nil || c.profilePhase() != phase {
+		return func() {}, nil
+	}
+	if err := pprof.StartCPUProfile(c.CPUProfile); err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return pprof.StopCPUProfile, nil
+}
+
+// heapProfile is where the open-loop phase named phase writes its heap
+// profile: MemProfile if the profiles cover that phase.
+func (c *Config) heapProfile(phase string) io.Writer {
+	if c.profilePhase() != phase {
+		return nil
+	}
+	return c.MemProfile
 }
 
 func (c *Config) defaults() {
@@ -253,17 +276,15 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		mem = startMemSampler()
 		defer mem.stop()
 	}
-	profilePeak := cfg.CPUProfile != nil && cfg.ProfilePhase != "sustained"
-	if profilePeak {
-		if err := pprof.StartCPUProfile(cfg.CPUProfile); err != nil {
-			return nil, fmt.Errorf("cpu profile: %w", err)
-		}
+	stopProfile, err := cfg.profile("peak")
+	if err != nil {
+		return nil, err
 	}
 	cpu0 := cpuTime()
 	aggDone := run.aggregatorMark()
 	load, err := run.load(ctx, c, phase{name: "peak", batch: cfg.Batch, concurrency: cfg.Concurrency,
 		duration: cfg.Duration, rate: cfg.Rate, gen: run.gen})
-	if err == nil && cfg.MemProfile != nil && cfg.ProfilePhase != "sustained" {
+	if err == nil && cfg.MemProfile != nil && cfg.profilePhase() == "peak" {
 		if err = pprof.Lookup("heap").WriteTo(cfg.MemProfile, 0); err != nil {
 			err = fmt.Errorf("heap profile: %w", err)
 		}
@@ -271,9 +292,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err == nil {
 		err = run.waitVisible(ctx, c, load, rep)
 	}
-	if profilePeak {
-		pprof.StopCPUProfile()
-	}
+	stopProfile()
 	if err != nil {
 		return nil, err
 	}
@@ -288,27 +307,26 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			peak = min(peak, rep.AcceptedPerSec)
 		}
 		rate := cfg.LoadFraction * peak / float64(cfg.Batch)
-		var sustainedHeap io.Writer
-		if cfg.ProfilePhase == "sustained" {
-			sustainedHeap = cfg.MemProfile
-		}
-		if cfg.CPUProfile != nil && !profilePeak {
-			if err := pprof.StartCPUProfile(cfg.CPUProfile); err != nil {
-				return nil, fmt.Errorf("cpu profile: %w", err)
-			}
+		stopProfile, err := cfg.profile("sustained")
+		if err != nil {
+			return nil, err
 		}
 		rep.Sustained, err = run.openLoop(ctx, c, mem, phase{name: "sustained", batch: cfg.Batch,
-			concurrency: cfg.Concurrency * 4, duration: cfg.Sustain, rate: rate, gen: run.gen, worker: 1000, heap: sustainedHeap})
-		if cfg.CPUProfile != nil && !profilePeak {
-			pprof.StopCPUProfile()
-		}
+			concurrency: cfg.Concurrency * 4, duration: cfg.Sustain, rate: rate, gen: run.gen, worker: 1000, heap: cfg.heapProfile("sustained")})
+		stopProfile()
 		if err != nil {
 			return rep, err
 		}
 	}
 	if !cfg.SingleSkip && rep.Mismatch == "" {
-		if rep.Single, err = run.openLoop(ctx, c, mem, phase{name: "single", batch: 1, concurrency: cfg.SingleConcurrency,
-			duration: cfg.SingleDuration, rate: cfg.SingleRate, gen: run.gen, worker: 2000}); err != nil {
+		stopProfile, err := cfg.profile("single")
+		if err != nil {
+			return nil, err
+		}
+		rep.Single, err = run.openLoop(ctx, c, mem, phase{name: "single", batch: 1, concurrency: cfg.SingleConcurrency,
+			duration: cfg.SingleDuration, rate: cfg.SingleRate, gen: run.gen, worker: 2000, heap: cfg.heapProfile("single")})
+		stopProfile()
+		if err != nil {
 			return rep, err
 		}
 	}

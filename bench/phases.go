@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"runtime/metrics"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -46,10 +47,14 @@ type PhaseReport struct {
 	FreshnessMax     time.Duration `json:"freshness_max_ns"`
 
 	// RSS sampled every 250 ms during the phase (in-process only): at the
-	// end of its first tenth, at its end, and the highest.
+	// end of its first tenth, at its end, and the highest. GoEarlyBytes
+	// and GoEndBytes are the Go runtime's share at the same two samples
+	// (see goMemory): the rest is C memory, SQLite's page caches first.
 	RSSEarlyBytes int64         `json:"rss_early_bytes"`
 	RSSEndBytes   int64         `json:"rss_end_bytes"`
 	RSSMaxBytes   int64         `json:"rss_max_bytes"`
+	GoEarlyBytes  int64         `json:"go_early_bytes"`
+	GoEndBytes    int64         `json:"go_end_bytes"`
 	CPUPerEvent   time.Duration `json:"cpu_per_event_ns"`
 	// Aggregator: first send → all visible, as Report.Aggregator.
 	Aggregator *AggregatorLoad `json:"aggregator,omitempty"`
@@ -103,7 +108,9 @@ func (r *run) openLoop(ctx context.Context, c *client.Client, mem *memSampler, p
 	rep.FreshnessSamples = len(fresh)
 	p = percentiles(fresh, 0.50, 0.99, 1)
 	rep.FreshnessP50, rep.FreshnessP99, rep.FreshnessMax = p[0], p[1], p[2]
-	rep.RSSEarlyBytes, rep.RSSEndBytes, rep.RSSMaxBytes = mem.since(mark)
+	early, end, peak := mem.since(mark)
+	rep.RSSEarlyBytes, rep.RSSEndBytes, rep.RSSMaxBytes = early.rss, end.rss, peak
+	rep.GoEarlyBytes, rep.GoEndBytes = early.goMem, end.goMem
 	return rep, nil
 }
 
@@ -223,23 +230,26 @@ func (r *run) queryPhase(ctx context.Context, c *client.Client) (*QueryReport, e
 	return rep, nil
 }
 
-// memSampler samples this process's resident set (VmRSS) every 250 ms.
+// memSampler samples this process's resident set (VmRSS) and the Go
+// runtime's share of it every 250 ms.
 type memSampler struct {
 	mu      sync.Mutex
-	samples []int64
+	samples []memSample
 	done    chan struct{}
 	wg      sync.WaitGroup
 }
 
 func startMemSampler() *memSampler {
 	m := &memSampler{done: make(chan struct{})}
+	goMetrics := []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
 	m.wg.Go(func() {
 		t := time.NewTicker(250 * time.Millisecond)
 		defer t.Stop()
 		for {
 			if v, err := currentRSS(); err == nil {
+				s := memSample{rss: v, goMem: goMemory(goMetrics)}
 				m.mu.Lock()
-				m.samples = append(m.samples, v)
+				m.samples = append(m.samples, s)
 				m.mu.Unlock()
 			}
 			select {
@@ -267,20 +277,34 @@ func (m *memSampler) mark() int {
 	return len(m.samples)
 }
 
-// since returns the RSS at the end of the first tenth of the samples after
-// mark, at the last one, and the highest.
-func (m *memSampler) since(mark int) (early, end, peak int64) {
+// memSample is one reading of memSampler.
+type memSample struct {
+	rss, goMem int64
+}
+
+// goMemory is the memory the Go runtime holds from the OS: everything it
+// mapped (heap, stacks, its own structures) less the heap it released.
+// Mapped is not always resident, so this slightly overstates Go's share
+// of RSS; RSS less it is, near enough, what C code holds (SQLite).
+func goMemory(s []metrics.Sample) int64 {
+	metrics.Read(s)
+	return int64(s[0].Value.Uint64()) - int64(s[1].Value.Uint64())
+}
+
+// since returns the samples at the end of the first tenth of those after
+// mark and at the last one, and the highest RSS.
+func (m *memSampler) since(mark int) (early, end memSample, peak int64) {
 	if m == nil {
-		return 0, 0, 0
+		return
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	s := m.samples[min(mark, len(m.samples)):]
 	if len(s) == 0 {
-		return 0, 0, 0
+		return
 	}
 	for _, v := range s {
-		peak = max(peak, v)
+		peak = max(peak, v.rss)
 	}
 	return s[len(s)/10], s[len(s)-1], peak
 }

@@ -47,8 +47,8 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 	fs.IntVar(&cfg.QueryDays, "query-days", 30, "days the query phase's events span")
 	fs.IntVar(&cfg.Queries, "queries", 200, "usage queries the query phase times")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the load phase to this file (in-process: server and load generator)")
-	profilePhase := fs.String("profile-phase", "peak", "the phase --cpuprofile and --memprofile cover: peak or sustained")
-	memprofile := fs.String("memprofile", "", "write a heap profile (in use and allocated) at the end of the peak phase's sending to this file")
+	profilePhase := fs.String("profile-phase", "peak", "the phase --cpuprofile and --memprofile cover: peak, sustained or single")
+	memprofile := fs.String("memprofile", "", "write a heap profile (in use and allocated) at the end of the --profile-phase phase's sending to this file")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
 		return nil
@@ -59,8 +59,8 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 		return fmt.Errorf("bench takes no arguments, got %q", fs.Args())
 	}
 	cfg.Durability = jetstream.Durability(*durability)
-	if *profilePhase != "peak" && *profilePhase != "sustained" {
-		return fmt.Errorf("--profile-phase must be peak or sustained, got %q", *profilePhase)
+	if *profilePhase != "peak" && *profilePhase != "sustained" && *profilePhase != "single" {
+		return fmt.Errorf("--profile-phase must be peak, sustained or single, got %q", *profilePhase)
 	}
 	cfg.ProfilePhase = *profilePhase
 	if *cpuprofile != "" {
@@ -137,7 +137,8 @@ func printBench(w io.Writer, r *bench.Report) {
 		fmt.Fprintf(tw, "  latency\tp50 %s  p99 %s  p99.9 %s  max %s (from the scheduled send)\n", ms(p.LatencyP50), ms(p.LatencyP99), ms(p.LatencyP999), ms(p.LatencyMax))
 		fmt.Fprintf(tw, "  freshness\tp50 %s  p99 %s  max %s (202 → visible in GET /v1/usage, %d probes)\n", ms(p.FreshnessP50), ms(p.FreshnessP99), ms(p.FreshnessMax), p.FreshnessSamples)
 		if p.RSSMaxBytes > 0 {
-			fmt.Fprintf(tw, "  RSS\t%s after the first tenth, %s at the end, %s highest; CPU %.1f µs per event\n", mib(p.RSSEarlyBytes), mib(p.RSSEndBytes), mib(p.RSSMaxBytes), float64(p.CPUPerEvent)/1e3)
+			fmt.Fprintf(tw, "  RSS\t%s after the first tenth (Go %s), %s at the end (Go %s), %s highest; CPU %.1f µs per event\n",
+				mib(p.RSSEarlyBytes), mib(p.GoEarlyBytes), mib(p.RSSEndBytes), mib(p.GoEndBytes), mib(p.RSSMaxBytes), float64(p.CPUPerEvent)/1e3)
 		}
 		printAggregator(tw, p.Aggregator)
 		if p.Mismatch != "" {
