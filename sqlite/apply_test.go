@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"unsafe"
@@ -105,7 +106,7 @@ func TestRollupCache(t *testing.T) {
 	if err := add(delta(100, 300, "ev-10"), errors.New("refused")); err == nil {
 		t.Fatal("the failing transaction committed")
 	}
-	if s.rollups.rows != nil {
+	if s.rollups.rows != nil || s.rollups.old != nil {
 		t.Fatalf("a failed transaction left the cache: %d rows", len(s.rollups.rows))
 	}
 	if g := stored(); g != "2 12 ev-9" {
@@ -129,7 +130,7 @@ func TestRollupCache(t *testing.T) {
 			panic("applier bug")
 		})
 	}()
-	if s.rollups.rows != nil {
+	if s.rollups.rows != nil || s.rollups.old != nil {
 		t.Fatalf("a panicking transaction left the cache: %d rows", len(s.rollups.rows))
 	}
 	if err := add(delta(2, 600, "ev-13"), nil); err != nil {
@@ -137,5 +138,81 @@ func TestRollupCache(t *testing.T) {
 	}
 	if g := stored(); g != "4 15 ev-13" {
 		t.Fatalf("stored after a panicking transaction: %s", g)
+	}
+}
+
+// TestRollupCacheGenerations: the cache keeps two generations of rows;
+// a row merged again moves to the young one, a row left alone for a
+// whole generation leaves the cache, and a row read back after leaving
+// it merges onto what is stored.
+func TestRollupCacheGenerations(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "abacus.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.rollups.limit = 2
+
+	key := func(customer string) abacus.RollupKey {
+		return abacus.RollupKey{TenantID: "t-1", Meter: "m", Customer: customer, Group: "{}", Minute: 7}
+	}
+	add := func(customer string, value int64) {
+		t.Helper()
+		d := abacus.RollupDelta{RollupKey: key(customer), Count: 1, HasValue: true, LatestTime: value, LatestID: fmt.Sprint("ev-", value)}
+		d.Sum.SetInt64(value)
+		d.Min.SetInt64(value)
+		d.Max.SetInt64(value)
+		d.Latest.SetInt64(value)
+		if err := s.Apply(ctx, func(tx abacus.ApplyTx) error { return tx.AddRollups(ctx, []abacus.RollupDelta{d}) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cached := func() string {
+		var young, old []string
+		for k := range s.rollups.rows {
+			young = append(young, k.Customer)
+		}
+		for k := range s.rollups.old {
+			old = append(old, k.Customer)
+		}
+		slices.Sort(young)
+		slices.Sort(old)
+		return fmt.Sprintf("young %v old %v", young, old)
+	}
+	step := func(customer string, value int64, want string) {
+		t.Helper()
+		add(customer, value)
+		if got := cached(); got != want {
+			t.Fatalf("after %s: %s, want %s", customer, got, want)
+		}
+	}
+	step("a", 1, "young [a] old []")
+	step("b", 2, "young [a b] old []")
+	step("c", 4, "young [c] old [a b]")
+	step("a", 8, "young [a c] old [b]")
+	step("d", 16, "young [d] old [a c]")
+	step("b", 32, "young [b d] old [a c]") // b left the cache: read back
+
+	rows, err := s.r.QueryContext(ctx, `SELECT customer_id, count, sum, min, max, latest_id FROM rollups ORDER BY customer_id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var got []string
+	for rows.Next() {
+		var customer, sum, mn, mx, latest string
+		var count int64
+		if err := rows.Scan(&customer, &count, &sum, &mn, &mx, &latest); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fmt.Sprintf("%s:%d/%s/%s/%s/%s", customer, count, sum, mn, mx, latest))
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"a:2/9/1/8/ev-8", "b:2/34/2/32/ev-32", "c:1/4/4/4/ev-4", "d:1/16/16/16/ev-16"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("stored rows\n got %v\nwant %v", got, want)
 	}
 }
