@@ -108,3 +108,44 @@ func TestBatchRollups(t *testing.T) {
 		t.Errorf("distinct values: %v", uniques)
 	}
 }
+
+// TestFillInterval: a gathered batch is offered from its due time on, not
+// before, however much arrives; at once when it is due already; and at
+// once, due or not, when it holds MaxBatchEvents events.
+func TestFillInterval(t *testing.T) {
+	a := New(Config{Interval: time.Hour, MaxBatchEvents: 3})
+	msg := func(seq uint64) abacus.LogMessage {
+		e := abacus.Event{TenantID: "t", ID: fmt.Sprint("e", seq), Type: "call", Customer: "c", Time: time.Unix(0, 0)}
+		return abacus.LogMessage{Sequence: seq, Data: abacus.AppendRecord(abacus.AppendMessage(nil, 1), &e)}
+	}
+	// fill in the background; the result is the events of the batch
+	// offered, or -1 if none was offered within wait.
+	run := func(due time.Time, queued int, wait time.Duration) int {
+		t.Helper()
+		q := newQueue(1 << 20)
+		for i := range queued {
+			q.ch <- msg(uint64(i + 1))
+		}
+		ready, done := make(chan *batch), make(chan struct{})
+		defer close(done)
+		go a.fill(q, newBatch(), due, ready, done)
+		select {
+		case b := <-ready:
+			return b.n
+		case <-time.After(wait):
+			return -1
+		}
+	}
+	if n := run(time.Now().Add(time.Hour), 2, 100*time.Millisecond); n != -1 {
+		t.Errorf("offered a batch of %d events an hour before it was due", n)
+	}
+	if n := run(time.Now().Add(-time.Millisecond), 0, 10*time.Second); n != 0 {
+		t.Errorf("due batch: offered %d events, want the empty batch at once", n)
+	}
+	if n := run(time.Now().Add(time.Hour), 5, 10*time.Second); n != 3 {
+		t.Errorf("full batch: offered %d events, want 3 (MaxBatchEvents) before it was due", n)
+	}
+	if n := run(time.Now().Add(150*time.Millisecond), 2, 10*time.Second); n != 2 {
+		t.Errorf("offered %d events once due, want 2", n)
+	}
+}
