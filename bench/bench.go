@@ -90,8 +90,11 @@ type Config struct {
 	ProfilePhase string
 	// MemProfile, when set, receives a heap profile (live objects and
 	// allocations since start) taken at the end of that phase's sending,
-	// when queues are fullest.
-	MemProfile io.Writer
+	// when queues are fullest. MemProfileEarly, for the sustained and
+	// single phases, receives one at the end of the phase's first tenth:
+	// `go tool pprof -base early end` shows what grew.
+	MemProfile      io.Writer
+	MemProfileEarly io.Writer
 	// Progress, when set, receives a line every few seconds.
 	Progress io.Writer
 }
@@ -112,12 +115,12 @@ func (c *Config) profile(phase string) (stop func(), err error) {
 }
 
 // heapProfile is where the open-loop phase named phase writes its heap
-// profile: MemProfile if the profiles cover that phase.
-func (c *Config) heapProfile(phase string) io.Writer {
+// profiles: MemProfile and MemProfileEarly if the profiles cover it.
+func (c *Config) heapProfile(phase string) (end, early io.Writer) {
 	if c.profilePhase() != phase {
-		return nil
+		return nil, nil
 	}
-	return c.MemProfile
+	return c.MemProfile, c.MemProfileEarly
 }
 
 func (c *Config) defaults() {
@@ -311,8 +314,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		if err != nil {
 			return nil, err
 		}
+		heap, heapEarly := cfg.heapProfile("sustained")
 		rep.Sustained, err = run.openLoop(ctx, c, mem, phase{name: "sustained", batch: cfg.Batch,
-			concurrency: cfg.Concurrency * 4, duration: cfg.Sustain, rate: rate, gen: run.gen, worker: 1000, heap: cfg.heapProfile("sustained")})
+			concurrency: cfg.Concurrency * 4, duration: cfg.Sustain, rate: rate, gen: run.gen, worker: 1000, heap: heap, heapEarly: heapEarly})
 		stopProfile()
 		if err != nil {
 			return rep, err
@@ -323,8 +327,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		if err != nil {
 			return nil, err
 		}
+		heap, heapEarly := cfg.heapProfile("single")
 		rep.Single, err = run.openLoop(ctx, c, mem, phase{name: "single", batch: 1, concurrency: cfg.SingleConcurrency,
-			duration: cfg.SingleDuration, rate: cfg.SingleRate, gen: run.gen, worker: 2000, heap: cfg.heapProfile("single")})
+			duration: cfg.SingleDuration, rate: cfg.SingleRate, gen: run.gen, worker: 2000, heap: heap, heapEarly: heapEarly})
 		stopProfile()
 		if err != nil {
 			return rep, err

@@ -233,8 +233,9 @@ type phase struct {
 	// worker offsets sender numbers so that event ids of different phases
 	// never collide.
 	worker int
-	// heap, when set, receives a heap profile at the end of the sending.
-	heap io.Writer
+	// heap, when set, receives a heap profile at the end of the sending;
+	// heapEarly (open-loop phases) one at the end of its first tenth.
+	heap, heapEarly io.Writer
 }
 
 // load drives the server through one phase.

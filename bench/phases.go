@@ -50,11 +50,15 @@ type PhaseReport struct {
 	// end of its first tenth, at its end, and the highest. GoEarlyBytes
 	// and GoEndBytes are the Go runtime's share at the same two samples
 	// (see goMemory): the rest is C memory, SQLite's page caches first.
+	// RSSTenths and GoTenths are the same two at the end of each tenth of
+	// the phase, to tell growth from a plateau.
 	RSSEarlyBytes int64         `json:"rss_early_bytes"`
 	RSSEndBytes   int64         `json:"rss_end_bytes"`
 	RSSMaxBytes   int64         `json:"rss_max_bytes"`
 	GoEarlyBytes  int64         `json:"go_early_bytes"`
 	GoEndBytes    int64         `json:"go_end_bytes"`
+	RSSTenths     []int64       `json:"rss_tenths_bytes,omitempty"`
+	GoTenths      []int64       `json:"go_tenths_bytes,omitempty"`
 	CPUPerEvent   time.Duration `json:"cpu_per_event_ns"`
 	// Aggregator: first send → all visible, as Report.Aggregator.
 	Aggregator *AggregatorLoad `json:"aggregator,omitempty"`
@@ -73,11 +77,24 @@ func (r *run) openLoop(ctx context.Context, c *client.Client, mem *memSampler, p
 	var wg sync.WaitGroup
 	wg.Go(func() { fresh, probeErr = r.probe(pctx, c) })
 	mark := mem.mark()
+	var earlyErr error
+	if ph.heapEarly != nil {
+		wg.Go(func() {
+			select {
+			case <-time.After(ph.duration / 10):
+				earlyErr = pprof.Lookup("heap").WriteTo(ph.heapEarly, 0)
+			case <-pctx.Done():
+			}
+		})
+	}
 	cpu0 := cpuTime()
 	aggDone := r.aggregatorMark()
 	l, err := r.load(ctx, c, ph)
 	stopProbe()
 	wg.Wait()
+	if err == nil && earlyErr != nil {
+		err = fmt.Errorf("heap profile: %w", earlyErr)
+	}
 	if err == nil && ph.heap != nil {
 		if err = pprof.Lookup("heap").WriteTo(ph.heap, 0); err != nil {
 			err = fmt.Errorf("heap profile: %w", err)
@@ -108,9 +125,15 @@ func (r *run) openLoop(ctx context.Context, c *client.Client, mem *memSampler, p
 	rep.FreshnessSamples = len(fresh)
 	p = percentiles(fresh, 0.50, 0.99, 1)
 	rep.FreshnessP50, rep.FreshnessP99, rep.FreshnessMax = p[0], p[1], p[2]
-	early, end, peak := mem.since(mark)
-	rep.RSSEarlyBytes, rep.RSSEndBytes, rep.RSSMaxBytes = early.rss, end.rss, peak
-	rep.GoEarlyBytes, rep.GoEndBytes = early.goMem, end.goMem
+	if tenths := mem.tenths(mark); len(tenths) > 0 {
+		for _, t := range tenths {
+			rep.RSSTenths = append(rep.RSSTenths, t.rss)
+			rep.GoTenths = append(rep.GoTenths, t.goMem)
+			rep.RSSMaxBytes = max(rep.RSSMaxBytes, t.peak)
+		}
+		rep.RSSEarlyBytes, rep.GoEarlyBytes = tenths[0].rss, tenths[0].goMem
+		rep.RSSEndBytes, rep.GoEndBytes = tenths[len(tenths)-1].rss, tenths[len(tenths)-1].goMem
+	}
 	return rep, nil
 }
 
@@ -247,7 +270,7 @@ func startMemSampler() *memSampler {
 		defer t.Stop()
 		for {
 			if v, err := currentRSS(); err == nil {
-				s := memSample{rss: v, goMem: goMemory(goMetrics)}
+				s := memSample{rss: v, goMem: goMemory(goMetrics), peak: v}
 				m.mu.Lock()
 				m.samples = append(m.samples, s)
 				m.mu.Unlock()
@@ -277,9 +300,10 @@ func (m *memSampler) mark() int {
 	return len(m.samples)
 }
 
-// memSample is one reading of memSampler.
+// memSample is one reading of memSampler; peak is the highest RSS of
+// the samples it stands for (tenths).
 type memSample struct {
-	rss, goMem int64
+	rss, goMem, peak int64
 }
 
 // goMemory is the memory the Go runtime holds from the OS: everything it
@@ -291,22 +315,30 @@ func goMemory(s []metrics.Sample) int64 {
 	return int64(s[0].Value.Uint64()) - int64(s[1].Value.Uint64())
 }
 
-// since returns the samples at the end of the first tenth of those after
-// mark and at the last one, and the highest RSS.
-func (m *memSampler) since(mark int) (early, end memSample, peak int64) {
+// tenths returns, for each tenth of the samples after mark, its last
+// sample and its highest RSS (fewer than ten with fewer samples).
+func (m *memSampler) tenths(mark int) []memSample {
 	if m == nil {
-		return
+		return nil
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	s := m.samples[min(mark, len(m.samples)):]
-	if len(s) == 0 {
-		return
+	var out []memSample
+	from := 0
+	for i := 1; i <= 10; i++ {
+		to := i * len(s) / 10
+		if to == from {
+			continue
+		}
+		t := s[to-1]
+		for _, v := range s[from:to] {
+			t.peak = max(t.peak, v.rss)
+		}
+		out = append(out, t)
+		from = to
 	}
-	for _, v := range s {
-		peak = max(peak, v.rss)
-	}
-	return s[len(s)/10], s[len(s)-1], peak
+	return out
 }
 
 // currentRSS reads VmRSS of this process.

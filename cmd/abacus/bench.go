@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -48,7 +50,7 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 	fs.IntVar(&cfg.Queries, "queries", 200, "usage queries the query phase times")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the load phase to this file (in-process: server and load generator)")
 	profilePhase := fs.String("profile-phase", "peak", "the phase --cpuprofile and --memprofile cover: peak, sustained or single")
-	memprofile := fs.String("memprofile", "", "write a heap profile (in use and allocated) at the end of the --profile-phase phase's sending to this file")
+	memprofile := fs.String("memprofile", "", "write a heap profile (in use and allocated) at the end of the --profile-phase phase's sending to this file, and for sustained and single one at the end of its first tenth to this file + .early")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
 		return nil
@@ -78,6 +80,14 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 		}
 		defer f.Close()
 		cfg.MemProfile = f
+		if *profilePhase != "peak" {
+			early, err := os.Create(*memprofile + ".early")
+			if err != nil {
+				return fmt.Errorf("heap profile: %w", err)
+			}
+			defer early.Close()
+			cfg.MemProfileEarly = early
+		}
 	}
 	if !*asJSON {
 		cfg.Progress = stderr
@@ -139,6 +149,7 @@ func printBench(w io.Writer, r *bench.Report) {
 		if p.RSSMaxBytes > 0 {
 			fmt.Fprintf(tw, "  RSS\t%s after the first tenth (Go %s), %s at the end (Go %s), %s highest; CPU %.1f µs per event\n",
 				mib(p.RSSEarlyBytes), mib(p.GoEarlyBytes), mib(p.RSSEndBytes), mib(p.GoEndBytes), mib(p.RSSMaxBytes), float64(p.CPUPerEvent)/1e3)
+			fmt.Fprintf(tw, "  RSS tenths\t%s MiB (Go %s)\n", mibs(p.RSSTenths), mibs(p.GoTenths))
 		}
 		printAggregator(tw, p.Aggregator)
 		if p.Mismatch != "" {
@@ -164,6 +175,15 @@ func printBench(w io.Writer, r *bench.Report) {
 		fmt.Fprintf(tw, "MISMATCH\t%s\n", r.Mismatch)
 	}
 	tw.Flush()
+}
+
+// mibs lists byte counts in MiB.
+func mibs(bs []int64) string {
+	parts := make([]string, len(bs))
+	for i, b := range bs {
+		parts[i] = strconv.FormatInt(b>>20, 10)
+	}
+	return strings.Join(parts, " ")
 }
 
 func mib(b int64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
