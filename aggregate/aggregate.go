@@ -58,9 +58,9 @@ type Config struct {
 	// transaction ended, at 32% of the peak rate (17-20k events/s, ~150 ms
 	// transactions) SQLite's writer spent 39 µs of CPU per event against
 	// ~10 at the peak, the commit alone 16; with 500 ms the whole process
-	// spent 18% less CPU per event, and freshness p99 rose from ~340 to
-	// ~630 ms (docs/BENCHMARKS.md, sixth round). It replaces a 50 ms
-	// linger that applied only below 2,000 queued events.
+	// spent 59-61 µs per event instead of 71-78, and freshness p99 was
+	// 603-652 ms instead of 238-619 (docs/BENCHMARKS.md, sixth round). It
+	// replaces a 50 ms linger that applied only below 2,000 queued events.
 	Interval time.Duration
 	// PinAppliers locks each applier goroutine to an OS thread. For a
 	// store written through cgo (SQLite's C library) that measured ~5%
