@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 )
@@ -57,6 +58,13 @@ func TestRun(t *testing.T) {
 		if p.Requests == 0 || p.Failed != 0 || p.FreshnessSamples == 0 || p.FreshnessP99 <= 0 || p.LatencyP99 <= 0 || p.RSSMaxBytes <= 0 ||
 			p.Aggregator == nil || p.Aggregator.Transactions <= 0 {
 			t.Errorf("%s phase: %+v", name, p)
+		}
+		// Memory by tenth: a 1 s phase has ~4 samples, so fewer tenths;
+		// the first and last are the early and end figures.
+		if n := len(p.RSSTenths); n == 0 || n > 10 || n != len(p.GoTenths) || p.RSSTenths[0] != p.RSSEarlyBytes ||
+			p.RSSTenths[n-1] != p.RSSEndBytes || p.GoTenths[n-1] != p.GoEndBytes || p.GoEndBytes <= 0 || p.RSSMaxBytes < p.RSSEndBytes {
+			t.Errorf("%s phase memory: RSS tenths %v (early %d, end %d, max %d), Go tenths %v (end %d)", name,
+				p.RSSTenths, p.RSSEarlyBytes, p.RSSEndBytes, p.RSSMaxBytes, p.GoTenths, p.GoEndBytes)
 		}
 	}
 	if rep.Single != nil && (rep.Single.Batch != 1 || rep.Single.Requests != 100) {
@@ -128,5 +136,35 @@ func TestPercentiles(t *testing.T) {
 		if got := percentiles(tt.in, tt.q)[0]; got != tt.want {
 			t.Errorf("percentile %v of %v = %v, want %v", tt.q, tt.in, got, tt.want)
 		}
+	}
+}
+
+// TestMemTenths: each tenth is its last sample with the highest RSS of
+// its samples; fewer samples than ten give one tenth per sample.
+func TestMemTenths(t *testing.T) {
+	m := &memSampler{}
+	for i := range 25 {
+		rss := int64(i)
+		if i == 7 {
+			rss = 100 // a spike inside the second tenth after the mark, not its last
+		}
+		m.samples = append(m.samples, memSample{rss: rss, goMem: int64(i), peak: rss})
+	}
+	var last, peaks []int64
+	for _, s := range m.tenths(5) {
+		last = append(last, s.rss)
+		peaks = append(peaks, s.peak)
+	}
+	if want := []int64{6, 8, 10, 12, 14, 16, 18, 20, 22, 24}; !slices.Equal(last, want) {
+		t.Errorf("tenths end at %v, want %v", last, want)
+	}
+	if want := []int64{6, 100, 10, 12, 14, 16, 18, 20, 22, 24}; !slices.Equal(peaks, want) {
+		t.Errorf("tenths peak at %v, want %v", peaks, want)
+	}
+	if n := len(m.tenths(22)); n != 3 {
+		t.Errorf("3 samples gave %d tenths", n)
+	}
+	if n := len(m.tenths(25)); n != 0 {
+		t.Errorf("no samples gave %d tenths", n)
 	}
 }
