@@ -90,7 +90,9 @@ func (c *rollupCache) get(k abacus.RollupKey) (*abacus.RollupDelta, bool) {
 	}
 	r, ok := c.old[k]
 	if ok {
-		c.rows[k] = r
+		// The row's own key, not k: k's strings may be a log message's
+		// (see above).
+		c.rows[r.RollupKey] = r
 		delete(c.old, k)
 	}
 	return r, ok

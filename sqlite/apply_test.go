@@ -142,9 +142,9 @@ func TestRollupCache(t *testing.T) {
 }
 
 // TestRollupCacheGenerations: the cache keeps two generations of rows;
-// a row merged again moves to the young one, a row left alone for a
-// whole generation leaves the cache, and a row read back after leaving
-// it merges onto what is stored.
+// a row merged again moves to the young one (under its own key, not the
+// delta's), a row left alone for a whole generation leaves the cache, and
+// a row read back after leaving it merges onto what is stored.
 func TestRollupCacheGenerations(t *testing.T) {
 	ctx := context.Background()
 	s, err := Open(ctx, filepath.Join(t.TempDir(), "abacus.db"))
@@ -154,8 +154,23 @@ func TestRollupCacheGenerations(t *testing.T) {
 	defer s.Close()
 	s.rollups.limit = 2
 
+	// Each delta's key points into a buffer of its own, as a log
+	// message's decoded strings do; no cached key may keep one.
+	var buffers []string
 	key := func(customer string) abacus.RollupKey {
-		return abacus.RollupKey{TenantID: "t-1", Meter: "m", Customer: customer, Group: "{}", Minute: 7}
+		buf := "t-1|m|{}|" + customer
+		buffers = append(buffers, buf)
+		return abacus.RollupKey{TenantID: buf[0:3], Meter: buf[4:5], Group: buf[6:8], Customer: buf[9:], Minute: 7}
+	}
+	inBuffer := func(str string) bool {
+		p := uintptr(unsafe.Pointer(unsafe.StringData(str)))
+		for _, b := range buffers {
+			lo := uintptr(unsafe.Pointer(unsafe.StringData(b)))
+			if p >= lo && p < lo+uintptr(len(b)) {
+				return true
+			}
+		}
+		return false
 	}
 	add := func(customer string, value int64) {
 		t.Helper()
@@ -185,6 +200,15 @@ func TestRollupCacheGenerations(t *testing.T) {
 		add(customer, value)
 		if got := cached(); got != want {
 			t.Fatalf("after %s: %s, want %s", customer, got, want)
+		}
+		for _, gen := range []map[abacus.RollupKey]*abacus.RollupDelta{s.rollups.rows, s.rollups.old} {
+			for k, r := range gen {
+				for _, str := range []string{k.TenantID, k.Meter, k.Customer, k.Group, r.TenantID, r.Customer, r.LatestID} {
+					if inBuffer(str) {
+						t.Fatalf("after %s: the cached row of %s keeps %q from a delta's buffer", customer, k.Customer, str)
+					}
+				}
+			}
 		}
 	}
 	step("a", 1, "young [a] old []")
