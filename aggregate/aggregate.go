@@ -48,11 +48,13 @@ type Config struct {
 	// balloon (large ones).
 	QueueBytes int64
 	// Interval is the least time from the start of one transaction to
-	// the start of the next (default 500 ms; negative: none), unless
-	// MaxBatchEvents are queued. An event arriving after a quiet spell is
-	// applied at once; under load, events queue for at most Interval, and
-	// the work a transaction does whatever its size is spread over more
-	// events: rewriting every rollup row it touches, its event blocks, and
+	// the start of the next (default 500 ms; negative: none), unless the
+	// batch gathered meanwhile holds MaxBatchEvents events or half of
+	// QueueBytes (the queue's bound would stop the reading otherwise, and
+	// cap the rate at QueueBytes per Interval). An event arriving after a
+	// quiet spell is applied at once; under load, an event waits for the
+	// longer of Interval and the transaction before it, and the work a
+	// transaction does whatever its size is spread over more events: rewriting every rollup row it touches, its event blocks, and
 	// the commit, whose page writes (WAL, then checkpoint) grow with the
 	// pages touched, not with the events. Applying as soon as the previous
 	// transaction ended, at 32% of the peak rate (17-20k events/s, ~150 ms
@@ -251,7 +253,7 @@ func (a *Aggregator) applyLoop(ctx context.Context, q *queue) {
 // gather fills a batch from q: it waits for one message, then adds what
 // else is queued up to MaxBatchEvents events, and offers the batch to
 // applyLoop once Interval has passed since it took the previous one (at
-// once with MaxBatchEvents events). Until applyLoop takes it, it goes on
+// once when full: MaxBatchEvents events or half of QueueBytes). Until applyLoop takes it, it goes on
 // adding. Two batches circulate (free), so memory holds at most the one
 // being applied and the one being gathered; the queue's byte bound covers
 // both, as their messages are released only once applied.
@@ -290,8 +292,10 @@ func (a *Aggregator) fill(q *queue, b *batch, due time.Time, ready chan<- *batch
 		timeout = t.C
 	}
 	for {
+		// Offered at half the queue's bytes, a batch still takes what
+		// arrives until applyLoop takes it, as any batch offered does.
 		var offer chan<- *batch
-		if isDue || b.n >= a.cfg.MaxBatchEvents {
+		if isDue || b.n >= a.cfg.MaxBatchEvents || int64(b.size) >= a.cfg.QueueBytes/2 {
 			offer = ready
 		}
 		var in <-chan abacus.LogMessage

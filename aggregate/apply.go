@@ -75,6 +75,7 @@ type eventKey struct{ tenant, id string }
 type batch struct {
 	msgs []abacus.LogMessage
 	n    int // events in msgs, from their headers
+	size int // bytes of msgs
 	// uniq holds the first occurrence of each id in the batch, in log
 	// order; repeats the later occurrences of an id seen earlier in it.
 	uniq    []abacus.AppliedEvent
@@ -116,6 +117,7 @@ func (b *batch) add(m abacus.LogMessage, meters map[[2]string][]*Meter, v int64,
 	}
 	b.msgs = append(b.msgs, m)
 	b.n += messageEvents(m.Data)
+	b.size += len(m.Data)
 	b.positions[m.Partition] = max(b.positions[m.Partition], m.Sequence)
 	var err error
 	if b.scratch, err = abacus.DecodeMessage(m.Data, b.scratch[:0]); err != nil {
@@ -168,7 +170,7 @@ func (b *batch) reset() {
 	clear(b.first)
 	clear(b.positions)
 	b.msgs, b.uniq, b.contribs, b.repeats = b.msgs[:0], b.uniq[:0], b.contribs[:0], b.repeats[:0]
-	b.n, b.metersVersion = 0, -1
+	b.n, b.size, b.metersVersion = 0, 0, -1
 }
 
 // apply commits one batch.

@@ -111,18 +111,19 @@ func TestBatchRollups(t *testing.T) {
 
 // TestFillInterval: a gathered batch is offered from its due time on, not
 // before, however much arrives; at once when it is due already; and at
-// once, due or not, when it holds MaxBatchEvents events.
+// once, due or not, when it is full: MaxBatchEvents events, or half the
+// queue's bytes.
 func TestFillInterval(t *testing.T) {
-	a := New(Config{Interval: time.Hour, MaxBatchEvents: 3})
 	msg := func(seq uint64) abacus.LogMessage {
 		e := abacus.Event{TenantID: "t", ID: fmt.Sprint("e", seq), Type: "call", Customer: "c", Time: time.Unix(0, 0)}
 		return abacus.LogMessage{Sequence: seq, Data: abacus.AppendRecord(abacus.AppendMessage(nil, 1), &e)}
 	}
 	// fill in the background; the result is the events of the batch
 	// offered, or -1 if none was offered within wait.
+	a := New(Config{Interval: time.Hour, MaxBatchEvents: 3})
 	run := func(due time.Time, queued int, wait time.Duration) int {
 		t.Helper()
-		q := newQueue(1 << 20)
+		q := newQueue(a.cfg.QueueBytes)
 		for i := range queued {
 			q.ch <- msg(uint64(i + 1))
 		}
@@ -147,5 +148,15 @@ func TestFillInterval(t *testing.T) {
 	}
 	if n := run(time.Now().Add(150*time.Millisecond), 2, 10*time.Second); n != 2 {
 		t.Errorf("offered %d events once due, want 2", n)
+	}
+	// Messages e1..e5 are the same size: half the queue holds two. The
+	// batch offered goes on taking messages until it is taken (here at
+	// once), so it holds two to five.
+	a = New(Config{Interval: time.Hour, QueueBytes: int64(4 * len(msg(1).Data))})
+	if n := run(time.Now().Add(time.Hour), 5, 10*time.Second); n < 2 {
+		t.Errorf("batch at half the queue's bytes: offered %d events, want it offered with 2 or more before it was due", n)
+	}
+	if n := run(time.Now().Add(time.Hour), 1, 100*time.Millisecond); n != -1 {
+		t.Errorf("offered a batch of %d events below half the queue's bytes an hour before it was due", n)
 	}
 }
