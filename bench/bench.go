@@ -91,8 +91,10 @@ type Config struct {
 	// MemProfile, when set, receives a heap profile (live objects and
 	// allocations since start) taken at the end of that phase's sending,
 	// when queues are fullest. MemProfileEarly, for the sustained and
-	// single phases, receives one at the end of the phase's first tenth:
-	// `go tool pprof -base early end` shows what grew.
+	// single phases, receives one a tenth of the way through its sending
+	// (the RSS tenths also cover the wait until visible after it, so the
+	// two first tenths differ by a tenth of that wait): `go tool pprof
+	// -base early end` shows what grew.
 	MemProfile      io.Writer
 	MemProfileEarly io.Writer
 	// Progress, when set, receives a line every few seconds.

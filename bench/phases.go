@@ -290,7 +290,7 @@ func (m *memSampler) stop() {
 	m.wg.Wait()
 }
 
-// mark returns a position to pass to since (nil-safe).
+// mark returns a position to pass to tenths (nil-safe).
 func (m *memSampler) mark() int {
 	if m == nil {
 		return 0

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -181,7 +180,7 @@ func printBench(w io.Writer, r *bench.Report) {
 func mibs(bs []int64) string {
 	parts := make([]string, len(bs))
 	for i, b := range bs {
-		parts[i] = strconv.FormatInt(b>>20, 10)
+		parts[i] = fmt.Sprintf("%.0f", float64(b)/(1<<20)) // rounded as mib rounds
 	}
 	return strings.Join(parts, " ")
 }
