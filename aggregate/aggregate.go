@@ -53,10 +53,11 @@ type Config struct {
 	// QueueBytes (the queue's bound would stop the reading otherwise, and
 	// cap the rate at QueueBytes per Interval). An event arriving after a
 	// quiet spell is applied at once; under load, an event waits for the
-	// longer of Interval and the transaction before it, and the work a
-	// transaction does whatever its size is spread over more events: rewriting every rollup row it touches, its event blocks, and
-	// the commit, whose page writes (WAL, then checkpoint) grow with the
-	// pages touched, not with the events. Applying as soon as the previous
+	// longer of Interval and the transaction before it, and what a
+	// transaction costs whatever its size is spread over more events: it
+	// rewrites every rollup row it touches, writes its event blocks, and
+	// its commit's page writes (WAL, then checkpoint) grow with the pages
+	// touched, not with the events. Applying as soon as the previous
 	// transaction ended, at 32% of the peak rate (17-20k events/s, ~150 ms
 	// transactions) SQLite's writer spent 39 µs of CPU per event against
 	// ~10 at the peak, the commit alone 16; with 500 ms the whole process
@@ -253,10 +254,11 @@ func (a *Aggregator) applyLoop(ctx context.Context, q *queue) {
 // gather fills a batch from q: it waits for one message, then adds what
 // else is queued up to MaxBatchEvents events, and offers the batch to
 // applyLoop once Interval has passed since it took the previous one (at
-// once when full: MaxBatchEvents events or half of QueueBytes). Until applyLoop takes it, it goes on
-// adding. Two batches circulate (free), so memory holds at most the one
-// being applied and the one being gathered; the queue's byte bound covers
-// both, as their messages are released only once applied.
+// once when full: MaxBatchEvents events or half of QueueBytes). Until
+// applyLoop takes it, it goes on adding. Two batches circulate (free), so
+// memory holds at most the one being applied and the one being gathered;
+// the queue's byte bound covers both, as their messages are released only
+// once applied.
 func (a *Aggregator) gather(q *queue, ready chan<- *batch, free <-chan *batch, done <-chan struct{}) {
 	var taken time.Time // when applyLoop took the previous batch
 	for {

@@ -234,7 +234,7 @@ type phase struct {
 	// never collide.
 	worker int
 	// heap, when set, receives a heap profile at the end of the sending;
-	// heapEarly (open-loop phases) one at the end of its first tenth.
+	// heapEarly (open-loop phases) one a tenth of the way through it.
 	heap, heapEarly io.Writer
 }
 

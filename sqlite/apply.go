@@ -66,9 +66,9 @@ func (s *Store) Apply(ctx context.Context, fn func(abacus.ApplyTx) error) error 
 // maxCachedRollups rows the old is dropped and the young becomes old, so
 // the cache holds at most two generations, and rows nobody merged for a
 // whole generation (minutes past, at a steady rate) leave it. Before, it
-// held every row up to 2.5 times that and then started over: over a
-// 10-minute run it grew by ~40,000 rows a minute, and the GC's goal grew
-// twice as fast. A dropped row costs one read when merged again, never
+// held every row until 500,000 and then started over: over a 10-minute
+// run it grew by ~40,000 rows a minute, and the GC's goal grew twice as
+// fast. A dropped row costs one read when merged again, never
 // correctness.
 type rollupCache struct {
 	mu    sync.Mutex // held by Apply for its whole transaction

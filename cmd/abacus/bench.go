@@ -49,7 +49,7 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 	fs.IntVar(&cfg.Queries, "queries", 200, "usage queries the query phase times")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the load phase to this file (in-process: server and load generator)")
 	profilePhase := fs.String("profile-phase", "peak", "the phase --cpuprofile and --memprofile cover: peak, sustained or single")
-	memprofile := fs.String("memprofile", "", "write a heap profile (in use and allocated) at the end of the --profile-phase phase's sending to this file, and for sustained and single one at the end of its first tenth to this file + .early")
+	memprofile := fs.String("memprofile", "", "write a heap profile (in use and allocated) at the end of the --profile-phase phase's sending to this file, and for sustained and single one a tenth of the way through to this file + .early")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
 		return nil
