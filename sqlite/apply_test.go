@@ -28,6 +28,17 @@ func TestChunks(t *testing.T) {
 	}
 }
 
+// openTemp opens a store in a fresh directory, closed when the test ends.
+func openTemp(t *testing.T) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), filepath.Join(t.TempDir(), "abacus.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
 // TestRollupCache: rows entering the cache must not point into the buffer
 // their key and latest id were decoded from (a log message's arena), or the
 // cache would keep every such message alive; a cached row keeps its key as
@@ -35,11 +46,7 @@ func TestChunks(t *testing.T) {
 // merging leaves no trace of its merges, in the cache or the table.
 func TestRollupCache(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(ctx, filepath.Join(t.TempDir(), "abacus.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openTemp(t)
 
 	arena := strings.Repeat("x", 1<<10) + "t-1|meter|cust-1|{}|ev-8|ev-9"
 	base := len(arena) - len("t-1|meter|cust-1|{}|ev-8|ev-9")
@@ -147,11 +154,7 @@ func TestRollupCache(t *testing.T) {
 // a row read back after leaving it merges onto what is stored.
 func TestRollupCacheGenerations(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(ctx, filepath.Join(t.TempDir(), "abacus.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openTemp(t)
 	s.rollups.limit = 2
 
 	// Each delta's key points into a buffer of its own, as a log
