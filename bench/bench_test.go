@@ -148,7 +148,7 @@ func TestMemTenths(t *testing.T) {
 		if i == 7 {
 			rss = 100 // a spike inside the second tenth after the mark, not its last
 		}
-		m.samples = append(m.samples, memSample{rss: rss, goMem: int64(i), peak: rss})
+		m.samples = append(m.samples, memSample{rss: rss, goMem: int64(i)})
 	}
 	var last, peaks []int64
 	for _, s := range m.tenths(5) {

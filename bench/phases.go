@@ -270,7 +270,7 @@ func startMemSampler() *memSampler {
 		defer t.Stop()
 		for {
 			if v, err := currentRSS(); err == nil {
-				s := memSample{rss: v, goMem: goMemory(goMetrics), peak: v}
+				s := memSample{rss: v, goMem: goMemory(goMetrics)}
 				m.mu.Lock()
 				m.samples = append(m.samples, s)
 				m.mu.Unlock()
@@ -300,8 +300,8 @@ func (m *memSampler) mark() int {
 	return len(m.samples)
 }
 
-// memSample is one reading of memSampler; peak is the highest RSS of
-// the samples it stands for (tenths).
+// memSample is one reading of memSampler; peak, set only by tenths, is
+// the highest RSS of the samples a tenth stands for.
 type memSample struct {
 	rss, goMem, peak int64
 }
