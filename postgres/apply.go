@@ -75,11 +75,23 @@ func (t *applyTx) AllMeters(ctx context.Context) ([]*abacus.Meter, error) {
 
 const eventColumns = `tenant_id, id, type, customer_id, time, time_given, ingest_time, properties, hash, log_partition, log_seq, counted, skipped`
 
-const insertEventsSQL = `INSERT INTO events(` + eventColumns + `, applied_at)
+// insertEventsSQL stores the events that are new and, in the same
+// statement, lists them in event blocks: one row per tenant, customer and
+// minute of event time (migration 0005; docs/ARCHITECTURE.md, "Event
+// blocks"). It returns the keys of the events it stored.
+const insertEventsSQL = `WITH ins AS (
+INSERT INTO events(` + eventColumns + `, applied_at)
 SELECT u.*, $14::int8 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::bool[], $7::int8[],
 	$8::text[], $9::bytea[], $10::int4[], $11::int8[], $12::text[], $13::text[]) AS u
 ON CONFLICT (tenant_id, id) DO NOTHING
-RETURNING tenant_id, id`
+RETURNING tenant_id, id, customer_id, time
+), blocks AS (
+INSERT INTO event_blocks(tenant_id, customer_id, minute, applied_at, first_id, ids)
+SELECT tenant_id, customer_id, CASE WHEN time >= 0 THEN time / 60000000000 ELSE (time + 1) / 60000000000 - 1 END,
+	$14::int8, min(id), array_agg(id ORDER BY id)
+FROM ins GROUP BY 1, 2, 3
+)
+SELECT tenant_id, id FROM ins`
 
 // storedHashesSQL reads the hashes of the events that were not inserted. It
 // is a second statement, run only when some event was a repeat: in the

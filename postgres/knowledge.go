@@ -107,12 +107,21 @@ func (s *Store) LastBarrier(ctx context.Context) (time.Time, error) {
 
 // ScanEvents calls fn for each stored event of one customer matching f, by
 // event time, then id. The event passed to fn is reused.
+//
+// The events are found through their blocks (migration 0005): the blocks
+// of the customer's minutes in [f.From, f.To) known by f.KnownBy, then
+// each listed event through the primary key. Ordering by minute first lets
+// the server sort one minute at a time (an incremental sort over the
+// blocks' key order) rather than the whole scan.
 func (s *Store) ScanEvents(ctx context.Context, f abacus.EventFilter, fn func(e *abacus.Event) error) error {
-	w, err := rowbody.EventsWhere(f)
+	w, err := rowbody.EventBlocksWhere(f, true)
 	if err != nil {
 		return err
 	}
-	rows, err := s.pool.Query(ctx, `SELECT id, type, time, time_given, ingest_time, properties FROM events WHERE `+w.String()+` ORDER BY time, id`, w.Args...)
+	rows, err := s.pool.Query(ctx, `SELECT e.id, e.type, e.time, e.time_given, e.ingest_time, e.properties
+		FROM event_blocks b CROSS JOIN LATERAL unnest(b.ids) AS j(id)
+		JOIN events e ON e.tenant_id = b.tenant_id AND e.id = j.id
+		WHERE `+w.String()+` ORDER BY b.minute, e.time, e.id`, w.Args...)
 	if err != nil {
 		return err
 	}

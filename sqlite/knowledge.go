@@ -10,7 +10,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"strings"
 	"time"
 
 	"github.com/abacus-billing/abacus"
@@ -100,11 +99,13 @@ func (s *Store) LastBarrier(ctx context.Context) (time.Time, error) {
 // by time and id, and SQLite sorts one minute at a time (its plan says
 // "USE TEMP B-TREE FOR LAST 2 TERMS OF ORDER BY"), never the whole scan.
 func (s *Store) ScanEvents(ctx context.Context, f abacus.EventFilter, fn func(e *abacus.Event) error) error {
-	if err := rowbody.CheckEventFilter(f); err != nil {
+	w, err := rowbody.EventBlocksWhere(f, false)
+	if err != nil {
 		return err
 	}
-	q, args := scanEventsSQL(f)
-	rows, err := s.r.QueryContext(ctx, q, args...)
+	rows, err := s.r.QueryContext(ctx, `SELECT e.id, e.type, e.time, e.time_given, e.ingest_time, e.properties
+		FROM event_blocks b, json_each(b.rowids) j, events e
+		WHERE `+w.String()+` AND e.rowid = j.value ORDER BY b.minute, e.time, e.id`, w.Args...)
 	if err != nil {
 		return err
 	}
@@ -122,40 +123,4 @@ func (s *Store) ScanEvents(ctx context.Context, f abacus.EventFilter, fn func(e 
 		}
 	}
 	return rows.Err()
-}
-
-// scanEventsSQL is ScanEvents' query for f.
-func scanEventsSQL(f abacus.EventFilter) (string, []any) {
-	var b strings.Builder
-	b.WriteString(`SELECT e.id, e.type, e.time, e.time_given, e.ingest_time, e.properties
-		FROM event_blocks b, json_each(b.rowids) j, events e
-		WHERE b.tenant_id = ? AND b.customer_id = ?`)
-	args := []any{f.TenantID, f.Customer}
-	if !f.From.IsZero() {
-		b.WriteString(` AND b.minute >= ?`)
-		args = append(args, abacus.MinuteOf(f.From))
-	}
-	if !f.To.IsZero() {
-		b.WriteString(` AND b.minute <= ?`)
-		args = append(args, abacus.MinuteOf(f.To.Add(-1)))
-	}
-	if !f.KnownBy.IsZero() {
-		b.WriteString(` AND b.applied_at <= ?`)
-		args = append(args, f.KnownBy.UnixNano())
-	}
-	b.WriteString(` AND e.rowid = j.value`)
-	if f.Type != "" {
-		b.WriteString(` AND e.type = ?`)
-		args = append(args, f.Type)
-	}
-	if !f.From.IsZero() {
-		b.WriteString(` AND e.time >= ?`)
-		args = append(args, f.From.UnixNano())
-	}
-	if !f.To.IsZero() {
-		b.WriteString(` AND e.time < ?`)
-		args = append(args, f.To.UnixNano())
-	}
-	b.WriteString(` ORDER BY b.minute, e.time, e.id`)
-	return b.String(), args
 }

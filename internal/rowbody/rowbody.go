@@ -121,26 +121,35 @@ func CheckEventFilter(f abacus.EventFilter) error {
 	return p.Err()
 }
 
-// EventsWhere is the WHERE clause of PostgreSQL's ScanEvents for f
-// (abacus.EventFilter) over the events table, with numbered placeholders
-// (CheckEventFilter's errors). SQLite reads through its event blocks.
-func EventsWhere(f abacus.EventFilter) (Where, error) {
+// EventBlocksWhere is the WHERE clause of ScanEvents for f
+// (abacus.EventFilter), in both stores, over their event blocks joined to
+// the events they list: b for event_blocks, e for events (CheckEventFilter's
+// errors). Every event of a block lies in the block's minute, so the
+// blocks' minutes select the range and the events' times trim its ends.
+// The caller writes the join of b's listed events to e.
+func EventBlocksWhere(f abacus.EventFilter, numbered bool) (Where, error) {
 	if err := CheckEventFilter(f); err != nil {
 		return Where{}, err
 	}
-	w := Where{Numbered: true}
-	w.Add(`tenant_id = ? AND customer_id = ?`, f.TenantID, f.Customer)
-	if f.Type != "" {
-		w.Add(`type = ?`, f.Type)
-	}
+	w := Where{Numbered: numbered}
+	w.Add(`b.tenant_id = ? AND b.customer_id = ?`, f.TenantID, f.Customer)
 	if !f.From.IsZero() {
-		w.Add(`time >= ?`, f.From.UnixNano())
+		w.Add(`b.minute >= ?`, abacus.MinuteOf(f.From))
 	}
 	if !f.To.IsZero() {
-		w.Add(`time < ?`, f.To.UnixNano())
+		w.Add(`b.minute <= ?`, abacus.MinuteOf(f.To.Add(-1)))
 	}
 	if !f.KnownBy.IsZero() {
-		w.Add(`applied_at <= ?`, f.KnownBy.UnixNano())
+		w.Add(`b.applied_at <= ?`, f.KnownBy.UnixNano())
+	}
+	if f.Type != "" {
+		w.Add(`e.type = ?`, f.Type)
+	}
+	if !f.From.IsZero() {
+		w.Add(`e.time >= ?`, f.From.UnixNano())
+	}
+	if !f.To.IsZero() {
+		w.Add(`e.time < ?`, f.To.UnixNano())
 	}
 	return w, nil
 }

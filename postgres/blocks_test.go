@@ -1,0 +1,123 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/abacus-billing/abacus"
+)
+
+// TestEventBlocks: an apply transaction lists the events it stored in one
+// block per tenant, customer and minute of event time (a repeat is not
+// listed), and migration 0005 builds the same blocks from the events of a
+// store that had none. The SQLite store's TestEventBlocks is the same test
+// over rowids.
+func TestEventBlocks(t *testing.T) {
+	ctx := context.Background()
+	url := TestSchemaURL(t)
+	s, err := Open(ctx, url)
+	must(t, err)
+	t.Cleanup(func() { s.Close() })
+	base := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	ev := func(id, customer string, at time.Duration) abacus.AppliedEvent {
+		e := abacus.AppliedEvent{Event: abacus.Event{TenantID: "acme", ID: id, Type: "llm", Customer: customer,
+			Time: base.Add(at), TimeGiven: true, IngestTime: base, Properties: []byte(`{}`)}}
+		e.Hash = e.PayloadHash()
+		return e
+	}
+	epoch := func(id string, ns int64) abacus.AppliedEvent {
+		e := ev(id, "c-old", 0)
+		e.Time = time.Unix(0, ns).UTC()
+		e.Hash = e.PayloadHash()
+		return e
+	}
+	m := time.Minute
+	apply := func(at time.Time, events ...abacus.AppliedEvent) {
+		t.Helper()
+		err := s.Apply(ctx, func(tx abacus.ApplyTx) error {
+			if _, err := tx.Stamp(ctx, func() time.Time { return at }); err != nil {
+				return err
+			}
+			_, err := tx.InsertEvents(ctx, events)
+			return err
+		})
+		must(t, err)
+	}
+	apply(base.Add(time.Hour),
+		ev("a", "c-1", 0), ev("b", "c-2", 0), ev("e", "c-1", 5*m+1), ev("c", "c-1", m-1), ev("d", "c-1", m),
+		epoch("f", -int64(m)-1), epoch("g", -int64(m)), epoch("h", -1), epoch("i", 0), ev("B", "c-1", 2))
+	apply(base.Add(2*time.Hour), ev("a", "c-1", 0), ev("j", "c-1", 30*time.Second))
+
+	// Ids are listed bytewise ("B" before "a"), and the repeated "a" is
+	// not listed again.
+	h1, h2 := base.Add(time.Hour).UnixNano(), base.Add(2*time.Hour).UnixNano()
+	b0 := base.Unix() / 60
+	want := strings.Join([]string{
+		fmt.Sprintf("acme c-1 %d %d B [B a c]", b0, h1),
+		fmt.Sprintf("acme c-1 %d %d j [j]", b0, h2),
+		fmt.Sprintf("acme c-1 %d %d d [d]", b0+1, h1),
+		fmt.Sprintf("acme c-1 %d %d e [e]", b0+5, h1),
+		fmt.Sprintf("acme c-2 %d %d b [b]", b0, h1),
+		fmt.Sprintf("acme c-old -2 %d f [f]", h1),
+		fmt.Sprintf("acme c-old -1 %d g [g h]", h1),
+		fmt.Sprintf("acme c-old 0 %d i [i]", h1),
+	}, "\n")
+	blocks := func() string {
+		t.Helper()
+		rows, err := s.pool.Query(ctx, `SELECT tenant_id, customer_id, minute, applied_at, first_id, ids FROM event_blocks
+			ORDER BY tenant_id, customer_id, minute, applied_at`)
+		must(t, err)
+		defer rows.Close()
+		var out []string
+		for rows.Next() {
+			var tenant, customer, first string
+			var minute, applied int64
+			var ids []string
+			must(t, rows.Scan(&tenant, &customer, &minute, &applied, &first, &ids))
+			out = append(out, fmt.Sprintf("%s %s %d %d %s %v", tenant, customer, minute, applied, first, ids))
+		}
+		must(t, rows.Err())
+		return strings.Join(out, "\n")
+	}
+	if got := blocks(); got != want {
+		t.Fatalf("written blocks:\n%s\nwant:\n%s", got, want)
+	}
+	scan := func(customer string) string {
+		t.Helper()
+		var ids []string
+		err := s.ScanEvents(ctx, abacus.EventFilter{TenantID: "acme", Customer: customer}, func(e *abacus.Event) error {
+			ids = append(ids, e.ID)
+			return nil
+		})
+		must(t, err)
+		return fmt.Sprint(ids)
+	}
+	if got := scan("c-1"); got != "[a B j c d e]" {
+		t.Fatalf("scan of c-1: %s", got)
+	}
+
+	// A store from before 0005: events indexed by customer and time, no
+	// blocks. Opening it migrates.
+	for _, q := range []string{`DROP TABLE event_blocks`, `DELETE FROM schema_migrations WHERE version = 5`,
+		`CREATE INDEX events_customer_time ON events(tenant_id, customer_id, time)`} {
+		_, err := s.pool.Exec(ctx, q)
+		must(t, err)
+	}
+	s.Close()
+	s, err = Open(ctx, url)
+	must(t, err)
+	if got := blocks(); got != want {
+		t.Fatalf("blocks built by migration 0005:\n%s\nwant:\n%s", got, want)
+	}
+	var n int
+	must(t, s.pool.QueryRow(ctx, `SELECT count(*) FROM pg_indexes WHERE schemaname = current_schema() AND indexname = 'events_customer_time'`).Scan(&n))
+	if n != 0 {
+		t.Fatalf("events_customer_time after 0005: %d", n)
+	}
+	if got := scan("c-old"); got != "[f g h i]" {
+		t.Fatalf("scan of c-old after the migration: %s", got)
+	}
+}
