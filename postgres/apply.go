@@ -143,15 +143,11 @@ func (t *applyTx) InsertEvents(ctx context.Context, events []abacus.AppliedEvent
 		buf = jsonenc.Skipped(buf[:0], e.Skipped)
 		skipped[k] = string(buf)
 	}
-	rows, err := t.tx.Query(ctx, insertEventsSQL, tenants, ids, types, customers, times, given, ingest,
-		props, hashes, parts, seqs, counted, skipped, ns(t.stamp.at))
-	if err != nil {
-		return nil, fmt.Errorf("insert events: %w", err)
-	}
 	inserted := make(map[eventKey]bool, n)
-	var k eventKey
-	_, err = pgx.ForEachRow(rows, []any{&k.tenant, &k.id}, func() error {
-		inserted[k] = true
+	err := t.exec(ctx, insertEventsSQL, [][]byte{textArray(tenants), textArray(ids), textArray(types), textArray(customers),
+		int8Array(times), boolArray(given), int8Array(ingest), textArray(props), byteaArray(hashes), int4Array(parts),
+		int8Array(seqs), textArray(counted), textArray(skipped), int8Param(ns(t.stamp.at))}, func(cols [][]byte) error {
+		inserted[eventKey{string(cols[0]), string(cols[1])}] = true
 		return nil
 	})
 	if err != nil {
@@ -170,8 +166,9 @@ func (t *applyTx) InsertEvents(ctx context.Context, events []abacus.AppliedEvent
 		}
 	}
 	stored := make(map[eventKey][]byte, len(mt))
+	var k eventKey
 	var h []byte
-	rows, err = t.tx.Query(ctx, storedHashesSQL, mt, mi)
+	rows, err := t.tx.Query(ctx, storedHashesSQL, mt, mi)
 	if err != nil {
 		return nil, fmt.Errorf("read stored events: %w", err)
 	}
@@ -223,7 +220,8 @@ func (t *applyTx) RecordRepeats(ctx context.Context, repeats []abacus.Repeat) er
 		tenants[i], ids[i], conflict[i] = r.TenantID, r.EventID, r.Conflict
 		hashes[i], parts[i], seqs[i], seen[i] = r.Hash[:], int32(r.Partition), int64(r.Sequence), r.SeenAt.UnixNano()
 	}
-	if _, err := t.tx.Exec(ctx, recordRepeatsSQL, tenants, ids, conflict, hashes, parts, seqs, seen); err != nil {
+	if err := t.exec(ctx, recordRepeatsSQL, [][]byte{textArray(tenants), textArray(ids), boolArray(conflict), byteaArray(hashes),
+		int4Array(parts), int8Array(seqs), int8Array(seen)}, nil); err != nil {
 		return fmt.Errorf("record repeats: %w", err)
 	}
 	return nil
@@ -285,8 +283,9 @@ func (t *applyTx) AddRollups(ctx context.Context, deltas []abacus.RollupDelta) e
 			sums[k], mins[k], maxs[k], latests[k] = "0", "0", "0", "0"
 		}
 	}
-	if _, err := t.tx.Exec(ctx, addRollupsSQL, tenants, meters, customers, minutes, groups, counts, has,
-		sums, mins, maxs, latests, latestTimes, latestIDs); err != nil {
+	if err := t.exec(ctx, addRollupsSQL, [][]byte{textArray(tenants), textArray(meters), textArray(customers), int8Array(minutes),
+		textArray(groups), int8Array(counts), boolArray(has), textArray(sums), textArray(mins), textArray(maxs),
+		textArray(latests), int8Array(latestTimes), textArray(latestIDs)}, nil); err != nil {
 		return fmt.Errorf("add rollups: %w", err)
 	}
 	return nil
@@ -312,7 +311,8 @@ func (t *applyTx) AddUniques(ctx context.Context, values []abacus.UniqueValue) e
 		u := &values[i]
 		tenants[k], meters[k], customers[k], minutes[k], groups[k], vals[k] = u.TenantID, u.Meter, u.Customer, u.Minute, u.Group, u.Value
 	}
-	if _, err := t.tx.Exec(ctx, addUniquesSQL, tenants, meters, customers, minutes, groups, vals); err != nil {
+	if err := t.exec(ctx, addUniquesSQL, [][]byte{textArray(tenants), textArray(meters), textArray(customers), int8Array(minutes),
+		textArray(groups), textArray(vals)}, nil); err != nil {
 		return fmt.Errorf("add uniques: %w", err)
 	}
 	return nil
