@@ -199,7 +199,12 @@ func testScanEvents(t *testing.T, s abacus.Store) {
 		ev("acme", "e1", "llm", "c-1", 2*time.Minute, `{"n":3}`),
 		ev("acme", "x1", "other", "c-1", time.Minute, `{}`),
 		ev("acme", "y1", "llm", "c-2", time.Minute, `{}`),
-		ev("other", "z1", "llm", "c-1", time.Minute, `{}`))
+		ev("other", "z1", "llm", "c-1", time.Minute, `{}`),
+		// Around the Unix epoch: minutes of negative times round down.
+		ev("acme", "n1", "llm", "c-old", time.Unix(0, -int64(time.Minute)-1).Sub(t0), `{}`),
+		ev("acme", "n2", "llm", "c-old", time.Unix(0, -int64(time.Minute)).Sub(t0), `{}`),
+		ev("acme", "n3", "llm", "c-old", time.Unix(0, -1).Sub(t0), `{}`),
+		ev("acme", "n4", "llm", "c-old", time.Unix(0, 0).Sub(t0), `{}`))
 	k := barrier(t, s, clk.now)
 	// Stamp 2: after the barrier. A repeat of e9 with other properties is
 	// not inserted: the first received stays.
@@ -230,6 +235,13 @@ func testScanEvents(t *testing.T, s abacus.Store) {
 		{"known by the barrier", f(func(f *abacus.EventFilter) { f.KnownBy = k }), "[e9 e1 e2]"},
 		{"known before anything", f(func(f *abacus.EventFilter) { f.KnownBy = k.Add(-time.Hour) }), "[]"},
 		{"unknown customer", f(func(f *abacus.EventFilter) { f.Customer = "c-9" }), "[]"},
+		{"around the epoch", f(func(f *abacus.EventFilter) { f.Customer = "c-old" }), "[n1 n2 n3 n4]"},
+		{"the minute before the epoch", f(func(f *abacus.EventFilter) {
+			f.Customer, f.From, f.To = "c-old", time.Unix(0, -int64(time.Minute)), time.Unix(0, 0)
+		}), "[n2 n3]"},
+		{"a nanosecond either side", f(func(f *abacus.EventFilter) {
+			f.Customer, f.From, f.To = "c-old", time.Unix(0, -int64(time.Minute)-1), time.Unix(0, 1)
+		}), "[n1 n2 n3 n4]"},
 	} {
 		if got := fmt.Sprint(knownIDs(t, s, c.f)); got != c.want {
 			t.Errorf("%s: ids = %s, want %s", c.what, got, c.want)

@@ -5,7 +5,7 @@
 -- event, inserted at one of as many places as there are active customers.
 -- With blocks instead, `abacus bench` peak runs on PostgreSQL went from
 -- 39.3-41.0k to 42.5-51.1k events/s end to end (four interleaved runs each;
--- docs/BENCHMARKS.md, seventh round). A block is one
+-- docs/BENCHMARKS.md, "seventh round"). A block is one
 -- row per (tenant, customer, minute of event time, apply transaction)
 -- listing the ids of the events that transaction stored. A PostgreSQL row
 -- has no stable address to list (a ctid moves when `duplicates` is
@@ -15,7 +15,16 @@
 -- minute is floor(time / 60 s); applied_at is the stamp of the transaction
 -- (the events' applied_at); first_id, the lowest id listed (bytewise),
 -- makes the key unique even when two concurrent appliers take the same
--- stamp, since an event is stored by one transaction only.
+-- stamp, since an event is stored by one transaction only. The blocks built
+-- here group by stamp, not by transaction (which a stored event does not
+-- record): transactions that shared a stamp share a block, which scans read
+-- the same way.
+-- Writers wait from here to the end of the migration: an event committed
+-- after the blocks are built and before the index is dropped would have no
+-- block, and no scan would find it. (Processes of the version before must
+-- be stopped for the upgrade: they would insert events without blocks.)
+LOCK TABLE events IN SHARE MODE;
+
 CREATE TABLE event_blocks (
     tenant_id   TEXT COLLATE "C" NOT NULL,
     customer_id TEXT COLLATE "C" NOT NULL,
