@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/abacus-billing/abacus"
+	"github.com/abacus-billing/abacus/storetest"
 )
 
 // TestEventBlocks: an apply transaction lists the events it stored in one
@@ -24,30 +25,15 @@ func TestEventBlocks(t *testing.T) {
 	}
 	base := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
 	ev := func(id, customer string, at time.Duration) abacus.AppliedEvent {
-		e := abacus.AppliedEvent{Event: abacus.Event{TenantID: "acme", ID: id, Type: "llm", Customer: customer,
-			Time: base.Add(at), TimeGiven: true, IngestTime: base, Properties: []byte(`{}`)}}
-		e.Hash = e.PayloadHash()
-		return e
+		return storetest.RawEvent("acme", id, customer, base.Add(at))
 	}
 	epoch := func(id string, ns int64) abacus.AppliedEvent {
-		e := ev(id, "c-old", 0)
-		e.Time = time.Unix(0, ns).UTC()
-		e.Hash = e.PayloadHash()
-		return e
+		return storetest.RawEvent("acme", id, "c-old", time.Unix(0, ns).UTC())
 	}
 	m := time.Minute
 	apply := func(at time.Time, events ...abacus.AppliedEvent) {
 		t.Helper()
-		err := s.Apply(ctx, func(tx abacus.ApplyTx) error {
-			if _, err := tx.Stamp(ctx, func() time.Time { return at }); err != nil {
-				return err
-			}
-			_, err := tx.InsertEvents(ctx, events)
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
+		storetest.ApplyStamped(t, s, func() time.Time { return at }, events...)
 	}
 	apply(base.Add(time.Hour),
 		ev("a", "c-1", 0), ev("b", "c-2", 0), ev("c", "c-1", m-1), ev("d", "c-1", m), ev("e", "c-1", 5*m+1),

@@ -18,10 +18,10 @@ type frozen struct{ t time.Time }
 
 func (c *frozen) now() time.Time { return c.t }
 
-// applyStamped runs one apply transaction stamped with now, inserting
+// ApplyStamped runs one apply transaction stamped with now, inserting
 // events, and returns its stamp (read twice: a second Stamp must return the
-// first).
-func applyStamped(t *testing.T, s abacus.Store, now func() time.Time, events ...abacus.AppliedEvent) time.Time {
+// first). Stores' own tests use it too (their TestEventBlocks).
+func ApplyStamped(t *testing.T, s abacus.Store, now func() time.Time, events ...abacus.AppliedEvent) time.Time {
 	t.Helper()
 	ctx := context.Background()
 	var at time.Time
@@ -41,6 +41,15 @@ func applyStamped(t *testing.T, s abacus.Store, now func() time.Time, events ...
 		return err
 	}))
 	return at
+}
+
+// RawEvent is an event of type "llm" with empty properties, hashed, for
+// tests of how stores keep raw events (their TestEventBlocks).
+func RawEvent(tenant, id, customer string, at time.Time) abacus.AppliedEvent {
+	e := abacus.AppliedEvent{Event: abacus.Event{TenantID: tenant, ID: id, Type: "llm", Customer: customer,
+		Time: at, TimeGiven: true, IngestTime: at, Properties: []byte(`{}`)}}
+	e.Hash = e.PayloadHash()
+	return e
 }
 
 func barrier(t *testing.T, s abacus.Store, now func() time.Time) time.Time {
@@ -80,7 +89,7 @@ func testKnowledgeStamps(t *testing.T, s abacus.Store) {
 		t.Fatalf("LastBarrier of a new store = %v, want the epoch", got)
 	}
 
-	s1 := applyStamped(t, s, clk.now, event("acme", "e1", 1, `{}`))
+	s1 := ApplyStamped(t, s, clk.now, event("acme", "e1", 1, `{}`))
 	if !s1.Equal(clk.t) || s1.Location() != time.UTC {
 		t.Fatalf("first stamp = %v, want the clock %v in UTC", s1, clk.t)
 	}
@@ -91,7 +100,7 @@ func testKnowledgeStamps(t *testing.T, s abacus.Store) {
 	if got := lastBarrier(t, s); !got.Equal(k1) {
 		t.Fatalf("LastBarrier = %v, want K1 %v", got, k1)
 	}
-	s2 := applyStamped(t, s, clk.now, event("acme", "e2", 2, `{}`))
+	s2 := ApplyStamped(t, s, clk.now, event("acme", "e2", 2, `{}`))
 	if !s2.After(k1) {
 		t.Fatalf("stamp after barrier K1 = %v, not after K1 %v (frozen clock)", s2, k1)
 	}
@@ -114,7 +123,7 @@ func testKnowledgeStamps(t *testing.T, s abacus.Store) {
 	if !k3.After(k2) {
 		t.Fatalf("barrier with the clock stepped back = %v, not after K2 %v", k3, k2)
 	}
-	s3 := applyStamped(t, s, clk.now, event("acme", "e3", 3, `{}`))
+	s3 := ApplyStamped(t, s, clk.now, event("acme", "e3", 3, `{}`))
 	if !s3.After(k3) {
 		t.Fatalf("stamp with the clock stepped back = %v, not after K3 %v", s3, k3)
 	}
@@ -193,7 +202,7 @@ func testScanEvents(t *testing.T, s abacus.Store) {
 	}
 	clk := &frozen{t: t0.Add(time.Hour)}
 	// Stamp 1: ids sort against their times so that the order is checked.
-	applyStamped(t, s, clk.now,
+	ApplyStamped(t, s, clk.now,
 		ev("acme", "e9", "llm", "c-1", 0, `{"n":1}`),
 		ev("acme", "e2", "llm", "c-1", 2*time.Minute, `{"n":2}`),
 		ev("acme", "e1", "llm", "c-1", 2*time.Minute, `{"n":3}`),
@@ -212,7 +221,7 @@ func testScanEvents(t *testing.T, s abacus.Store) {
 	late := ev("acme", "e5", "llm", "c-1", time.Minute, `{"n":5}`)
 	late.TimeGiven, late.IngestTime = false, t0.Add(time.Hour+time.Second)
 	late.Hash = late.PayloadHash()
-	applyStamped(t, s, clk.now, late, ev("acme", "e9", "llm", "c-1", 0, `{"n":99}`))
+	ApplyStamped(t, s, clk.now, late, ev("acme", "e9", "llm", "c-1", 0, `{"n":99}`))
 
 	f := func(mod func(*abacus.EventFilter)) abacus.EventFilter {
 		f := abacus.EventFilter{TenantID: "acme", Customer: "c-1", Type: "llm"}
