@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 	"unsafe"
 
 	"github.com/abacus-billing/abacus"
@@ -151,11 +152,25 @@ func TestRollupCache(t *testing.T) {
 // TestRollupCacheGenerations: the cache keeps two generations of rows;
 // a row merged again moves to the young one (under its own key, not the
 // delta's), a row left alone for a whole generation leaves the cache, and
-// a row read back after leaving it merges onto what is stored.
+// a row read back after leaving it merges onto what is stored. The same
+// steps run twice: generations bounded by rows (two, with a clock that
+// stands still), and by age (a minute, the steps 30 s apart).
 func TestRollupCacheGenerations(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		limit int
+		apart time.Duration
+	}{{"rows", 2, 0}, {"age", 0, 30 * time.Second}} {
+		t.Run(tc.name, func(t *testing.T) { testRollupCacheGenerations(t, tc.limit, tc.apart) })
+	}
+}
+
+func testRollupCacheGenerations(t *testing.T, limit int, apart time.Duration) {
 	ctx := context.Background()
 	s := openTemp(t)
-	s.rollups.limit = 2
+	s.rollups.limit = limit
+	now := time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)
+	s.rollups.now = func() time.Time { return now }
 
 	// Each delta's key points into a buffer of its own, as a log
 	// message's decoded strings do; no cached key may keep one.
@@ -201,6 +216,7 @@ func TestRollupCacheGenerations(t *testing.T) {
 	step := func(customer string, value int64, want string) {
 		t.Helper()
 		add(customer, value)
+		now = now.Add(apart)
 		if got := cached(); got != want {
 			t.Fatalf("after %s: %s, want %s", customer, got, want)
 		}
