@@ -113,7 +113,7 @@ func Start(ctx context.Context, c Config, logger *slog.Logger) (_ *App, err erro
 	if a.AdminKey, err = Bootstrap(ctx, a.Store, c); err != nil {
 		return nil, err
 	}
-	a.Log, err = jetstream.Open(ctx, jetstream.Config{URL: c.NATSURL, Dir: c.DataDir, Durability: c.Durability, Partitions: c.Partitions, Replicas: c.Replicas})
+	a.Log, err = jetstream.Open(ctx, jetstream.Config{URL: c.NATSURL, Dir: c.DataDir, Durability: c.Durability, Partitions: c.Partitions, NewPartitions: c.NewPartitions(), Replicas: c.Replicas})
 	if err != nil {
 		return nil, fmt.Errorf("open event log: %w", err)
 	}

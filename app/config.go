@@ -29,7 +29,7 @@ type Config struct {
 	AdminKey        string               // --admin-key, ABACUS_ADMIN_KEY: the default tenant's admin key
 	LogFormat       string               // --log-format, ABACUS_LOG_FORMAT: text (default) or json
 	LogLevel        string               // --log-level, ABACUS_LOG_LEVEL: debug, info (default), warn, error
-	Partitions      int                  // --partitions, ABACUS_PARTITIONS: log partitions (default 8; fixed per data)
+	Partitions      int                  // --partitions, ABACUS_PARTITIONS: log partitions, fixed per data; 0 (default) = the log's own, or NewPartitions for a new log
 	Replicas        int                  // --nats-replicas, ABACUS_NATS_REPLICAS: stream replicas on an external cluster
 	Appliers        int                  // --appliers, ABACUS_APPLIERS: concurrent aggregation transactions (default 1 SQLite, 4 PostgreSQL)
 	Limits          ingest.Limits        // --max-body-bytes, --max-events, --max-event-bytes
@@ -72,7 +72,7 @@ func ParseConfig(name string, args []string, getenv func(string) string) (Config
 	fs.StringVar(&c.AdminKey, "admin-key", env("ADMIN_KEY", ""), "admin API key of the default tenant (default: random, written to <data>/admin-key)")
 	fs.StringVar(&c.LogFormat, "log-format", env("LOG_FORMAT", "text"), "log format: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", env("LOG_LEVEL", "info"), "log level: debug, info, warn, error")
-	fs.IntVar(&c.Partitions, "partitions", envInt("PARTITIONS", 8), "event log partitions (fixed for the life of the data)")
+	fs.IntVar(&c.Partitions, "partitions", envInt("PARTITIONS", 0), "event log partitions, fixed for the life of the data (default: the log's; a new log gets 2 with SQLite, 4 with PostgreSQL)")
 	fs.IntVar(&c.Replicas, "nats-replicas", envInt("NATS_REPLICAS", 1), "stream replicas on an external JetStream cluster")
 	fs.IntVar(&c.Appliers, "appliers", envInt("APPLIERS", 0), "concurrent aggregation transactions (default 1 for SQLite, 4 for PostgreSQL)")
 	maxBody := fs.Int64("max-body-bytes", int64(envInt("MAX_BODY_BYTES", 8<<20)), "largest ingest request body")
@@ -129,8 +129,8 @@ func (c *Config) normalize() error {
 	if c.Procs < 0 || c.Procs > 1024 {
 		problems = append(problems, fmt.Sprintf("--procs must be 0..1024, got %d", c.Procs))
 	}
-	if c.Partitions < 1 || c.Partitions > 1024 {
-		problems = append(problems, fmt.Sprintf("--partitions must be 1..1024, got %d", c.Partitions))
+	if c.Partitions < 0 || c.Partitions > 1024 {
+		problems = append(problems, fmt.Sprintf("--partitions must be 1..1024 (0: the log's own), got %d", c.Partitions))
 	}
 	if c.Appliers == 0 {
 		c.Appliers = 1
@@ -146,6 +146,22 @@ func (c *Config) normalize() error {
 		return fmt.Errorf("%s", strings.Join(problems, "; "))
 	}
 	return nil
+}
+
+// NewPartitions is the partition count a new log gets when --partitions is
+// not given: 2 with SQLite, 4 with PostgreSQL. Every partition is a stream
+// with its own fsync'd appends, and a request's events go to the partitions
+// of their customers, so on a small machine more partitions mean more,
+// smaller appends per event and more fsyncs for each request to wait on
+// (docs/BENCHMARKS.md, eighth round: 8 partitions, the old default, cost
+// SQLite a third more CPU per event at 70% of the peak than 2). SQLite's one
+// writer takes every partition; PostgreSQL's appliers take partition p mod
+// Appliers, so it needs as many partitions as appliers.
+func (c *Config) NewPartitions() int {
+	if c.IsPostgres() {
+		return max(c.Appliers, 4)
+	}
+	return 2
 }
 
 // IsPostgres reports whether the store is PostgreSQL.

@@ -57,3 +57,21 @@ func TestProcsFlag(t *testing.T) {
 		{[]string{"--procs", "8"}, map[string]string{"GOMAXPROCS": "3"}, 8},
 	}, []string{"--procs", "-1"}, "--procs must be 0..1024, got -1")
 }
+
+// TestPartitionsFlag: unset (0) leaves the count to the log; a new log
+// gets 2 partitions with SQLite and 4 with PostgreSQL (as many as its
+// appliers, if more); a value out of range is refused by name.
+func TestPartitionsFlag(t *testing.T) {
+	checkFlag(t, func(c Config) int64 { return int64(c.Partitions) }, []flagCase{
+		{nil, nil, 0},
+		{nil, map[string]string{"ABACUS_PARTITIONS": "8"}, 8},
+		{[]string{"--partitions", "3"}, map[string]string{"ABACUS_PARTITIONS": "8"}, 3},
+	}, []string{"--partitions", "-1"}, "--partitions must be 1..1024 (0: the log's own), got -1")
+	pg := "postgres://postgres@127.0.0.1:5432/test"
+	checkFlag(t, func(c Config) int64 { return int64(c.NewPartitions()) }, []flagCase{
+		{nil, nil, 2},
+		{[]string{"--db", pg}, nil, 4},
+		{[]string{"--db", pg, "--appliers", "6"}, nil, 6},
+		{[]string{"--db", pg, "--appliers", "2"}, nil, 4},
+	}, []string{"--partitions", "1025"}, "--partitions must be 1..1024 (0: the log's own), got 1025")
+}

@@ -36,7 +36,10 @@ type Config struct {
 	// Durability of the in-process server and of the raw engine run
 	// (default strict).
 	Durability jetstream.Durability
-	// Partitions of the in-process log and the raw engine (default 8).
+	// Partitions of the in-process log and the raw engine. 0 gives the
+	// in-process server its default for a new log (app.Config.NewPartitions)
+	// and the engine the same count; against a server at URL the engine
+	// gets 2 (SQLite's default).
 	Partitions int
 
 	Duration    time.Duration // load phase (default 30s)
@@ -127,7 +130,6 @@ func (c *Config) heapProfile(phase string) (end, early io.Writer) {
 
 func (c *Config) defaults() {
 	c.Durability = cmp.Or(c.Durability, jetstream.Strict)
-	c.Partitions = cmp.Or(c.Partitions, 8)
 	c.Duration = cmp.Or(c.Duration, 30*time.Second)
 	c.Batch = cmp.Or(c.Batch, 100)
 	c.Concurrency = cmp.Or(c.Concurrency, 32)
@@ -195,6 +197,7 @@ type Report struct {
 	DupRate     float64 `json:"dup_rate"`
 	EventBytes  int     `json:"event_bytes"` // measured mean JSON size
 	Rate        float64 `json:"rate_rps"`    // 0: closed loop
+	Partitions  int     `json:"partitions"`  // of the in-process log and the raw engine
 
 	SendSeconds      float64 `json:"send_seconds"`
 	Requests         int64   `json:"requests"`
@@ -264,9 +267,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		defer srv.close()
 		cfg.URL, cfg.Key, rep.Target = srv.url, srv.key, srv.target
+		cfg.Partitions = srv.app.Log.Partitions()
 	} else {
 		rep.Durability = "server's own"
+		cfg.Partitions = cmp.Or(cfg.Partitions, 2)
 	}
+	rep.Partitions = cfg.Partitions
 	local := srv != nil
 	c := client.New(cfg.URL, cfg.Key, client.WithRetries(3))
 	run := newRun(cfg)

@@ -9,6 +9,7 @@
 package jetstream
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -50,10 +51,16 @@ type Config struct {
 	Dir string
 	// Durability of the embedded server (default Strict).
 	Durability Durability
-	// Partitions is the number of partitions (default 8). It is fixed for
-	// the life of the data: events are partitioned by hash(tenant,
-	// customer) mod Partitions.
+	// Partitions is the number of partitions. It is fixed for the life of
+	// the data: events are partitioned by hash(tenant, customer) mod
+	// Partitions, so a customer's events would change partition, and
+	// lose their order, if it changed. 0 takes the count of the log's
+	// existing streams, or NewPartitions for a new log; a count other
+	// than the existing streams' is refused.
 	Partitions int
+	// NewPartitions is the count a new log gets when Partitions is 0
+	// (default 8).
+	NewPartitions int
 	// Replicas of each stream on an external cluster (default 1; use 3 on
 	// a cluster).
 	Replicas int
@@ -81,8 +88,8 @@ var _ abacus.EventLog = (*Log)(nil)
 // Open starts the embedded server (or connects to cfg.URL) and makes sure
 // every partition's stream exists.
 func Open(ctx context.Context, cfg Config) (*Log, error) {
-	if cfg.Partitions <= 0 {
-		cfg.Partitions = 8
+	if cfg.Partitions < 0 || cfg.NewPartitions < 0 {
+		return nil, fmt.Errorf("partitions must be 1 or more, got %d (new log: %d)", cfg.Partitions, cfg.NewPartitions)
 	}
 	if cfg.Replicas <= 0 {
 		cfg.Replicas = 1
@@ -134,6 +141,10 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		l.Close()
 		return nil, err
 	}
+	if err := l.settlePartitions(ctx); err != nil {
+		l.Close()
+		return nil, err
+	}
 	if err := l.createStreams(ctx); err != nil {
 		l.Close()
 		return nil, err
@@ -174,10 +185,43 @@ func (l *Log) createStreams(ctx context.Context) error {
 	return nil
 }
 
-func (l *Log) streamName(p int) string {
-	return "ABACUS_" + strings.ToUpper(l.name) + "_" + strconv.Itoa(p)
+// settlePartitions sets the partition count from the log's existing
+// streams (ABACUS_EVENTS_0 … ABACUS_EVENTS_<n-1>), or from the
+// configuration for a new log, and refuses a configured count that
+// differs from the streams'.
+func (l *Log) settlePartitions(ctx context.Context) error {
+	prefix := l.streamPrefix()
+	have := map[int]bool{}
+	names := l.js.StreamNames(ctx)
+	for name := range names.Name() {
+		suffix, ours := strings.CutPrefix(name, prefix)
+		if p, err := strconv.Atoi(suffix); ours && err == nil && p >= 0 && strconv.Itoa(p) == suffix {
+			have[p] = true
+		}
+	}
+	if err := names.Err(); err != nil {
+		return fmt.Errorf("list streams: %w", err)
+	}
+	n := len(have)
+	for p := range n {
+		if !have[p] {
+			return fmt.Errorf("the log's partition streams are not %s0 … %s%d: %s%d is missing", prefix, prefix, n-1, prefix, p)
+		}
+	}
+	switch {
+	case n == 0:
+		l.cfg.Partitions = cmp.Or(l.cfg.Partitions, l.cfg.NewPartitions, 8)
+	case l.cfg.Partitions == 0:
+		l.cfg.Partitions = n
+	case l.cfg.Partitions != n:
+		return fmt.Errorf("the log has %d partitions but %d were asked for: the partition count is fixed for the life of the data (leave it unset to use the log's)", n, l.cfg.Partitions)
+	}
+	return nil
 }
-func (l *Log) subject(p int) string { return "abacus." + l.name + "." + strconv.Itoa(p) }
+
+func (l *Log) streamPrefix() string    { return "ABACUS_" + strings.ToUpper(l.name) + "_" }
+func (l *Log) streamName(p int) string { return l.streamPrefix() + strconv.Itoa(p) }
+func (l *Log) subject(p int) string    { return "abacus." + l.name + "." + strconv.Itoa(p) }
 
 // Partitions returns the number of partitions.
 func (l *Log) Partitions() int { return l.cfg.Partitions }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -75,6 +76,52 @@ func TestEmbeddedSurvivesRestart(t *testing.T) {
 	}
 }
 
+// TestPartitionCount: a new log gets NewPartitions; reopened with no count
+// it takes its streams', and a count other than theirs is refused, since
+// customers would move to other partitions.
+func TestPartitionCount(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	open := func(partitions int) (*jetstream.Log, error) {
+		return jetstream.Open(ctx, jetstream.Config{Dir: dir, Partitions: partitions, NewPartitions: 3})
+	}
+	l, err := open(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := l.Partitions(); n != 3 {
+		t.Fatalf("new log: %d partitions, want 3", n)
+	}
+	subs, err := l.Sibling(ctx, "subs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := subs.Partitions(); n != 3 {
+		t.Fatalf("sibling: %d partitions, want 3", n)
+	}
+	l.Close()
+	for _, tc := range []struct{ asked, want int }{{0, 3}, {3, 3}} {
+		l, err := open(tc.asked)
+		if err != nil {
+			t.Fatalf("reopen asking %d: %v", tc.asked, err)
+		}
+		if n := l.Partitions(); n != tc.want {
+			t.Fatalf("reopen asking %d: %d partitions, want %d", tc.asked, n, tc.want)
+		}
+		l.Close()
+	}
+	for _, asked := range []int{2, 8} {
+		l, err := open(asked)
+		if err == nil {
+			l.Close()
+			t.Fatalf("reopen asking %d partitions of a log of 3: no error", asked)
+		}
+		if want := "the log has 3 partitions but " + fmt.Sprint(asked) + " were asked for"; !strings.Contains(err.Error(), want) {
+			t.Fatalf("reopen asking %d: %v, want %q", asked, err, want)
+		}
+	}
+}
+
 // TestExternal runs the suite against the NATS server on 127.0.0.1:4222
 // (ABACUS_TEST_NATS), each test on streams of its own prefix-free
 // partitions: the suite purges them first.
@@ -102,8 +149,9 @@ func TestExternal(t *testing.T) {
 	})
 }
 
-// purge deletes the Abacus streams so each test starts empty. Tests of
-// this package do not run in parallel with each other.
+// purge deletes the Abacus streams so each test starts empty (all of
+// them: a log of another partition count would be refused). Tests of this
+// package do not run in parallel with each other.
 func purge(t *testing.T, url string) {
 	nc, err := nats.Connect(url)
 	if err != nil {
@@ -111,7 +159,20 @@ func purge(t *testing.T, url string) {
 	}
 	defer nc.Close()
 	js, _ := njs.New(nc)
-	for p := 0; p < 4; p++ {
-		_ = js.DeleteStream(context.Background(), fmt.Sprint("ABACUS_EVENTS_", p))
+	ctx := context.Background()
+	names := js.StreamNames(ctx)
+	var ours []string
+	for name := range names.Name() {
+		if strings.HasPrefix(name, "ABACUS_") {
+			ours = append(ours, name)
+		}
+	}
+	if err := names.Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range ours {
+		if err := js.DeleteStream(ctx, name); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

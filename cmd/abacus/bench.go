@@ -26,7 +26,7 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 	fs.StringVar(&cfg.Key, "key", getenv("ABACUS_KEY"), "admin API key of the server at --url (env ABACUS_KEY)")
 	fs.StringVar(&cfg.DB, "db", "", "in-process store: empty for SQLite, or postgres://… (a fresh schema per run)")
 	durability := fs.String("durability", "strict", "in-process log durability: strict or relaxed")
-	fs.IntVar(&cfg.Partitions, "partitions", 8, "log partitions (in-process server and raw engine)")
+	fs.IntVar(&cfg.Partitions, "partitions", 0, "log partitions of the in-process server and the raw engine (default: a new log's, 2 with SQLite and 4 with PostgreSQL)")
 	fs.DurationVar(&cfg.Duration, "duration", 30*time.Second, "load phase")
 	fs.IntVar(&cfg.Batch, "batch", 100, "events per request")
 	fs.IntVar(&cfg.Concurrency, "concurrency", 32, "concurrent requests")
@@ -121,7 +121,7 @@ func printBench(w io.Writer, r *bench.Report) {
 	if r.Rate > 0 {
 		loop = fmt.Sprintf("open loop at %.0f req/s (%.0f events/s)", r.Rate, r.Rate*float64(r.Batch))
 	}
-	fmt.Fprintf(tw, "target\t%s, durability %s\n", r.Target, r.Durability)
+	fmt.Fprintf(tw, "target\t%s, durability %s, %d log partitions\n", r.Target, r.Durability, r.Partitions)
 	fmt.Fprintf(tw, "peak load\t%s, batch %d, concurrency %d, %d customers, %d meters, dup rate %.2f, %d B/event\n",
 		loop, r.Batch, r.Concurrency, r.Customers, r.Meters, r.DupRate, r.EventBytes)
 	fmt.Fprintf(tw, "  requests\t%d in %.1fs (%d failed after retries)\n", r.Requests, r.SendSeconds, r.FailedRequests)
