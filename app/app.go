@@ -129,7 +129,15 @@ func Start(ctx context.Context, c Config, logger *slog.Logger) (_ *App, err erro
 	if !onSQLite {
 		interval = 100 * time.Millisecond
 	}
-	a.Aggregator = aggregate.New(aggregate.Config{Log: a.Log, Store: a.Store, Appliers: c.Appliers, Clock: c.Clock, Logger: logger,
+	// Applier p takes partition p mod Appliers: appliers beyond the log's
+	// partitions would stand idle and shrink the others' share of the
+	// batch and queue bounds.
+	appliers := c.Appliers
+	if n := a.Log.Partitions(); appliers > n {
+		logger.Info("fewer log partitions than appliers: using one applier per partition", "appliers", appliers, "partitions", n)
+		appliers = n
+	}
+	a.Aggregator = aggregate.New(aggregate.Config{Log: a.Log, Store: a.Store, Appliers: appliers, Clock: c.Clock, Logger: logger,
 		Metrics: aggregate.NewMetrics(reg), PinAppliers: onSQLite && sqlite.ThroughCgo, Interval: interval})
 	if err := a.Aggregator.Start(ctx); err != nil {
 		return nil, err

@@ -197,7 +197,7 @@ type Report struct {
 	DupRate     float64 `json:"dup_rate"`
 	EventBytes  int     `json:"event_bytes"` // measured mean JSON size
 	Rate        float64 `json:"rate_rps"`    // 0: closed loop
-	Partitions  int     `json:"partitions"`  // of the in-process log and the raw engine
+	Partitions  int     `json:"partitions"`  // of the in-process log and the raw engine (against a URL, the engine's only)
 
 	SendSeconds      float64 `json:"send_seconds"`
 	Requests         int64   `json:"requests"`

@@ -54,9 +54,9 @@ type Config struct {
 	// Partitions is the number of partitions. It is fixed for the life of
 	// the data: events are partitioned by hash(tenant, customer) mod
 	// Partitions, so a customer's events would change partition, and
-	// lose their order, if it changed. 0 takes the count of the log's
-	// existing streams, or NewPartitions for a new log; a count other
-	// than the existing streams' is refused.
+	// lose their order, if it changed. 0 takes the log's own count
+	// (recorded on its streams), or NewPartitions for a new log; a count
+	// other than the log's is refused.
 	Partitions int
 	// NewPartitions is the count a new log gets when Partitions is 0
 	// (default 8).
@@ -141,7 +141,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		l.Close()
 		return nil, err
 	}
-	if err := l.settlePartitions(ctx); err != nil {
+	if err := l.settlePartitions(ctx, cmp.Or(cfg.NewPartitions, 8)); err != nil {
 		l.Close()
 		return nil, err
 	}
@@ -160,63 +160,109 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 // nothing shared.
 func (l *Log) Sibling(ctx context.Context, name string) (*Log, error) {
 	s := &Log{cfg: l.cfg, name: name, nc: l.nc, js: l.js}
+	// The sibling's streams must have the same count: settle with it
+	// required.
+	if err := s.settlePartitions(ctx, l.cfg.Partitions); err != nil {
+		return nil, err
+	}
 	if err := s.createStreams(ctx); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
+// partitionsKey is the stream metadata key holding the log's partition
+// count, on every stream of the log.
+const partitionsKey = "abacus_partitions"
+
+// streamConfig is the configuration of partition p's stream.
+func (l *Log) streamConfig(p int) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:       l.streamName(p),
+		Subjects:   []string{l.subject(p)},
+		Storage:    jetstream.FileStorage,
+		Retention:  jetstream.LimitsPolicy,
+		MaxAge:     l.cfg.MaxAge,
+		Replicas:   l.cfg.Replicas,
+		Discard:    jetstream.DiscardOld,
+		MaxMsgSize: MaxMessageBytes,
+		Metadata:   map[string]string{partitionsKey: strconv.Itoa(l.cfg.Partitions)},
+	}
+}
+
+// createStreams creates the partitions' streams that do not exist yet (a
+// start cut off while creating them leaves some missing), and records the
+// count on those made before it was recorded.
 func (l *Log) createStreams(ctx context.Context) error {
 	for p := 0; p < l.cfg.Partitions; p++ {
-		_, err := l.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-			Name:       l.streamName(p),
-			Subjects:   []string{l.subject(p)},
-			Storage:    jetstream.FileStorage,
-			Retention:  jetstream.LimitsPolicy,
-			MaxAge:     l.cfg.MaxAge,
-			Replicas:   l.cfg.Replicas,
-			Discard:    jetstream.DiscardOld,
-			MaxMsgSize: MaxMessageBytes,
-		})
-		if err != nil {
+		if _, err := l.js.CreateOrUpdateStream(ctx, l.streamConfig(p)); err != nil {
 			return fmt.Errorf("create stream %s: %w", l.streamName(p), err)
 		}
 	}
 	return nil
 }
 
-// settlePartitions sets the partition count from the log's existing
-// streams (ABACUS_EVENTS_0 … ABACUS_EVENTS_<n-1>), or from the
-// configuration for a new log, and refuses a configured count that
-// differs from the streams'.
-func (l *Log) settlePartitions(ctx context.Context) error {
-	prefix := l.streamPrefix()
-	have := map[int]bool{}
-	names := l.js.StreamNames(ctx)
-	for name := range names.Name() {
-		suffix, ours := strings.CutPrefix(name, prefix)
-		if p, err := strconv.Atoi(suffix); ours && err == nil && p >= 0 && strconv.Itoa(p) == suffix {
-			have[p] = true
+// settlePartitions fixes the log's partition count. The count is recorded
+// in the metadata of the log's streams, the first time by creating the
+// first stream (<prefix>0), so every later start reads it there; of two
+// processes creating a new log at once, one creates that stream and the
+// other reads its count. A log made before counts were recorded has its
+// count read off its streams: <prefix>0, <prefix>1, … up to the first
+// missing. With no stream yet the log gets the configured count, or
+// newCount. A configured count other than the log's is refused.
+func (l *Log) settlePartitions(ctx context.Context, newCount int) error {
+	want := l.cfg.Partitions
+	for attempt := 0; ; attempt++ {
+		n, err := l.recordedPartitions(ctx)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			if want != 0 && want != n {
+				return fmt.Errorf("the log has %d partitions (streams %s*) but %d were asked for: the partition count is fixed for the life of the data (leave it unset to use the log's)", n, l.streamPrefix(), want)
+			}
+			l.cfg.Partitions = n
+			return nil
+		}
+		l.cfg.Partitions = cmp.Or(want, newCount)
+		_, err = l.js.CreateStream(ctx, l.streamConfig(0))
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) && attempt == 0 {
+			continue // created meanwhile, perhaps with another count: read it
+		}
+		if err != nil {
+			return fmt.Errorf("create stream %s: %w", l.streamName(0), err)
+		}
+		return nil
+	}
+}
+
+// recordedPartitions returns the partition count recorded on the log's
+// first stream, or for a log made before counts were recorded the number of
+// its streams in a row from 0; 0 if the log has no stream.
+func (l *Log) recordedPartitions(ctx context.Context) (int, error) {
+	first, err := l.js.Stream(ctx, l.streamName(0))
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read stream %s: %w", l.streamName(0), err)
+	}
+	if v, ok := first.CachedInfo().Config.Metadata[partitionsKey]; ok {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return 0, fmt.Errorf("stream %s records %q partitions", l.streamName(0), v)
+		}
+		return n, nil
+	}
+	for n := 1; ; n++ {
+		_, err := l.js.Stream(ctx, l.streamName(n))
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			return n, nil
+		}
+		if err != nil {
+			return 0, fmt.Errorf("read stream %s: %w", l.streamName(n), err)
 		}
 	}
-	if err := names.Err(); err != nil {
-		return fmt.Errorf("list streams: %w", err)
-	}
-	n := len(have)
-	for p := range n {
-		if !have[p] {
-			return fmt.Errorf("the log's partition streams are not %s0 … %s%d: %s%d is missing", prefix, prefix, n-1, prefix, p)
-		}
-	}
-	switch {
-	case n == 0:
-		l.cfg.Partitions = cmp.Or(l.cfg.Partitions, l.cfg.NewPartitions, 8)
-	case l.cfg.Partitions == 0:
-		l.cfg.Partitions = n
-	case l.cfg.Partitions != n:
-		return fmt.Errorf("the log has %d partitions but %d were asked for: the partition count is fixed for the life of the data (leave it unset to use the log's)", n, l.cfg.Partitions)
-	}
-	return nil
 }
 
 func (l *Log) streamPrefix() string    { return "ABACUS_" + strings.ToUpper(l.name) + "_" }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/abacus-billing/abacus"
 	"github.com/abacus-billing/abacus/jetstream"
 	"github.com/abacus-billing/abacus/logtest"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	njs "github.com/nats-io/nats.go/jetstream"
 )
@@ -76,16 +78,17 @@ func TestEmbeddedSurvivesRestart(t *testing.T) {
 	}
 }
 
-// TestPartitionCount: a new log gets NewPartitions; reopened with no count
-// it takes its streams', and a count other than theirs is refused, since
-// customers would move to other partitions.
+// TestPartitionCount: a new log gets NewPartitions and records it;
+// reopened with no count it takes the recorded one, whatever NewPartitions
+// says, and a count other than it is refused, since customers would move
+// to other partitions.
 func TestPartitionCount(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
-	open := func(partitions int) (*jetstream.Log, error) {
-		return jetstream.Open(ctx, jetstream.Config{Dir: dir, Partitions: partitions, NewPartitions: 3})
+	open := func(partitions, newPartitions int) (*jetstream.Log, error) {
+		return jetstream.Open(ctx, jetstream.Config{Dir: dir, Partitions: partitions, NewPartitions: newPartitions})
 	}
-	l, err := open(0)
+	l, err := open(0, 3)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,26 +103,117 @@ func TestPartitionCount(t *testing.T) {
 		t.Fatalf("sibling: %d partitions, want 3", n)
 	}
 	l.Close()
-	for _, tc := range []struct{ asked, want int }{{0, 3}, {3, 3}} {
-		l, err := open(tc.asked)
+	for _, asked := range []int{0, 3} {
+		l, err := open(asked, 5)
 		if err != nil {
-			t.Fatalf("reopen asking %d: %v", tc.asked, err)
+			t.Fatalf("reopen asking %d: %v", asked, err)
 		}
-		if n := l.Partitions(); n != tc.want {
-			t.Fatalf("reopen asking %d: %d partitions, want %d", tc.asked, n, tc.want)
+		if n := l.Partitions(); n != 3 {
+			t.Fatalf("reopen asking %d: %d partitions, want 3", asked, n)
 		}
 		l.Close()
 	}
 	for _, asked := range []int{2, 8} {
-		l, err := open(asked)
+		l, err := open(asked, 5)
 		if err == nil {
 			l.Close()
 			t.Fatalf("reopen asking %d partitions of a log of 3: no error", asked)
 		}
-		if want := "the log has 3 partitions but " + fmt.Sprint(asked) + " were asked for"; !strings.Contains(err.Error(), want) {
+		if want := fmt.Sprintf("the log has 3 partitions (streams ABACUS_EVENTS_*) but %d were asked for", asked); !strings.Contains(err.Error(), want) {
 			t.Fatalf("reopen asking %d: %v, want %q", asked, err, want)
 		}
 	}
+}
+
+// TestPartitionCountRecorded: a log made before counts were recorded has
+// its count read off its streams (and recorded); one whose start was cut
+// off after its first stream gets the rest of its streams; a sibling whose
+// streams record another count is refused.
+func TestPartitionCountRecorded(t *testing.T) {
+	ctx := context.Background()
+	stream := func(name string, p int, recorded string) njs.StreamConfig {
+		c := njs.StreamConfig{Name: fmt.Sprint("ABACUS_", strings.ToUpper(name), "_", p), Subjects: []string{fmt.Sprint("abacus.", name, ".", p)}, Storage: njs.FileStorage}
+		if recorded != "" {
+			c.Metadata = map[string]string{"abacus_partitions": recorded}
+		}
+		return c
+	}
+	for _, tc := range []struct {
+		name    string
+		streams []njs.StreamConfig
+		want    int
+		subsErr string
+	}{
+		{"unrecorded", []njs.StreamConfig{stream("events", 0, ""), stream("events", 1, ""), stream("events", 2, ""), stream("events", 3, ""), stream("events", 4, "")}, 5, ""},
+		{"cut off", []njs.StreamConfig{stream("events", 0, "4"), stream("events", 1, "4")}, 4, ""},
+		{"sibling of another count", []njs.StreamConfig{stream("events", 0, "2"), stream("events", 1, "2"), stream("subs", 0, "6")}, 2,
+			"the log has 6 partitions (streams ABACUS_SUBS_*) but 2 were asked for"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			withEmbedded(t, dir, func(js njs.JetStream) {
+				for _, c := range tc.streams {
+					if _, err := js.CreateStream(ctx, c); err != nil {
+						t.Fatal(err)
+					}
+				}
+			})
+			l, err := jetstream.Open(ctx, jetstream.Config{Dir: dir, NewPartitions: 3})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := l.Partitions(); n != tc.want {
+				t.Fatalf("%d partitions, want %d", n, tc.want)
+			}
+			for p := range tc.want {
+				if _, err := l.LastSequence(ctx, p); err != nil {
+					t.Fatalf("partition %d: %v", p, err)
+				}
+			}
+			_, err = l.Sibling(ctx, "subs")
+			if tc.subsErr == "" && err != nil || tc.subsErr != "" && (err == nil || !strings.Contains(err.Error(), tc.subsErr)) {
+				t.Fatalf("sibling: %v, want %q", err, tc.subsErr)
+			}
+			l.Close()
+			// The count is recorded now: a log of 5 streams with the
+			// first one lost would not take 4.
+			withEmbedded(t, dir, func(js njs.JetStream) {
+				s, err := js.Stream(ctx, "ABACUS_EVENTS_0")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := s.CachedInfo().Config.Metadata["abacus_partitions"]; got != fmt.Sprint(tc.want) {
+					t.Fatalf("recorded %q partitions, want %d", got, tc.want)
+				}
+			})
+		})
+	}
+}
+
+// withEmbedded runs fn against an embedded server storing where
+// jetstream.Open with Dir: dir would, as an earlier version of Abacus (or
+// an interrupted start) might have left it.
+func withEmbedded(t *testing.T, dir string, fn func(njs.JetStream)) {
+	t.Helper()
+	srv, err := server.NewServer(&server.Options{ServerName: "abacus-embedded", JetStream: true, StoreDir: filepath.Join(dir, "jetstream"), DontListen: true, NoSigs: true, NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Start()
+	defer srv.Shutdown()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("embedded server not ready")
+	}
+	nc, err := nats.Connect("", nats.InProcessServer(srv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := njs.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fn(js)
 }
 
 // TestExternal runs the suite against the NATS server on 127.0.0.1:4222

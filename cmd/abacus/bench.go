@@ -121,7 +121,11 @@ func printBench(w io.Writer, r *bench.Report) {
 	if r.Rate > 0 {
 		loop = fmt.Sprintf("open loop at %.0f req/s (%.0f events/s)", r.Rate, r.Rate*float64(r.Batch))
 	}
-	fmt.Fprintf(tw, "target\t%s, durability %s, %d log partitions\n", r.Target, r.Durability, r.Partitions)
+	partitions := fmt.Sprintf("%d log partitions", r.Partitions)
+	if !strings.HasPrefix(r.Target, "in-process") {
+		partitions = fmt.Sprintf("raw engine with %d partitions", r.Partitions)
+	}
+	fmt.Fprintf(tw, "target\t%s, durability %s, %s\n", r.Target, r.Durability, partitions)
 	fmt.Fprintf(tw, "peak load\t%s, batch %d, concurrency %d, %d customers, %d meters, dup rate %.2f, %d B/event\n",
 		loop, r.Batch, r.Concurrency, r.Customers, r.Meters, r.DupRate, r.EventBytes)
 	fmt.Fprintf(tw, "  requests\t%d in %.1fs (%d failed after retries)\n", r.Requests, r.SendSeconds, r.FailedRequests)
