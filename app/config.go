@@ -153,8 +153,8 @@ func (c *Config) normalize() error {
 // with its own fsync'd appends, and a request's events go to the partitions
 // of their customers, so on a small machine more partitions mean more,
 // smaller appends per event and more fsyncs for each request to wait on
-// (docs/BENCHMARKS.md, eighth round: 8 partitions, the old default, cost
-// SQLite a third more CPU per event at 70% of the peak than 2). SQLite's one
+// (docs/BENCHMARKS.md, eighth round: with 8, the old default, SQLite's peak
+// accepted 152-156k events/s against 218-235k with 2). SQLite's one
 // writer takes every partition; PostgreSQL's appliers take partition p mod
 // Appliers, so it needs as many partitions as appliers.
 func (c *Config) NewPartitions() int {
