@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/abacus-billing/abacus"
+	"github.com/abacus-billing/abacus/app"
 	"github.com/abacus-billing/abacus/client"
 	"github.com/abacus-billing/abacus/jetstream"
 )
@@ -39,7 +40,7 @@ type Config struct {
 	// Partitions of the in-process log and the raw engine. 0 gives the
 	// in-process server its default for a new log (app.Config.NewPartitions)
 	// and the engine the same count; against a server at URL the engine
-	// gets 2 (SQLite's default).
+	// gets a new SQLite server's count.
 	Partitions int
 
 	Duration    time.Duration // load phase (default 30s)
@@ -270,7 +271,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		cfg.Partitions = srv.app.Log.Partitions()
 	} else {
 		rep.Durability = "server's own"
-		cfg.Partitions = cmp.Or(cfg.Partitions, 2)
+		// The server's count is not known here: the engine gets what a
+		// new SQLite server would.
+		cfg.Partitions = cmp.Or(cfg.Partitions, (&app.Config{DB: "sqlite:"}).NewPartitions())
 	}
 	rep.Partitions = cfg.Partitions
 	local := srv != nil

@@ -89,7 +89,7 @@ var _ abacus.EventLog = (*Log)(nil)
 // every partition's stream exists.
 func Open(ctx context.Context, cfg Config) (*Log, error) {
 	if cfg.Partitions < 0 || cfg.NewPartitions < 0 {
-		return nil, fmt.Errorf("partitions must be 1 or more, got %d (new log: %d)", cfg.Partitions, cfg.NewPartitions)
+		return nil, fmt.Errorf("partitions must be 1 or more, or 0 for the log's own count (new log: 0 for the default), got %d (new log: %d)", cfg.Partitions, cfg.NewPartitions)
 	}
 	if cfg.Replicas <= 0 {
 		cfg.Replicas = 1

@@ -113,6 +113,9 @@ func TestPartitionCount(t *testing.T) {
 		}
 		l.Close()
 	}
+	if _, err := open(-1, 3); err == nil || !strings.Contains(err.Error(), "partitions must be 1 or more, or 0 for the log's own count") {
+		t.Fatalf("open asking -1 partitions: %v", err)
+	}
 	for _, asked := range []int{2, 8} {
 		l, err := open(asked, 5)
 		if err == nil {
