@@ -31,9 +31,10 @@ func (s *Store) Apply(ctx context.Context, fn func(abacus.ApplyTx) error) error 
 	defer func() {
 		if !committed {
 			s.rollups.drop()
+			s.counted.drop()
 		}
 	}()
-	t := &applyTx{cache: &s.rollups, stmts: &s.stmts}
+	t := &applyTx{cache: &s.rollups, counted: &s.counted, stmts: &s.stmts}
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		t.tx = tx
 		return fn(t)
@@ -217,10 +218,11 @@ func (s *Store) positions(ctx context.Context, table string) (map[int]uint64, er
 }
 
 type applyTx struct {
-	tx    *sql.Tx
-	stmts *stmtCache
-	cache *rollupCache
-	stamp stamp
+	tx      *sql.Tx
+	stmts   *stmtCache
+	cache   *rollupCache
+	counted *countedSets
+	stamp   stamp
 }
 
 func (t *applyTx) MetersVersion(ctx context.Context) (int64, error) {
@@ -234,6 +236,11 @@ func (t *applyTx) AllMeters(ctx context.Context) ([]*abacus.Meter, error) {
 }
 
 const eventColumns = `tenant_id, id, type, customer_id, time, time_given, ingest_time, properties, hash, log_partition, log_seq, counted, skipped`
+
+// storedEventColumns reads eventColumns back, the counted list from
+// counted_sets where the row names one (migration 0006).
+const storedEventColumns = `tenant_id, id, type, customer_id, time, time_given, ingest_time, properties, hash, log_partition, log_seq,
+	CASE counted_set WHEN 0 THEN counted ELSE (SELECT c.counted FROM counted_sets c WHERE c.id = events.counted_set) END, skipped`
 
 // multiRow is a statement whose VALUES (or IN list) repeats one row of
 // placeholders: fewer statements is most of the cost of bulk writes in
@@ -265,7 +272,7 @@ func (m *multiRow) text(n int) string {
 
 // The aggregator's multi-row statements.
 var (
-	insertEvents = &multiRow{prefix: `INSERT INTO events(rowid, ` + eventColumns + `, applied_at) VALUES `, row: `(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+	insertEvents = &multiRow{prefix: `INSERT INTO events(rowid, ` + eventColumns + `, counted_set, applied_at) VALUES `, row: `(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 		suffix: ` ON CONFLICT(tenant_id, id) DO NOTHING RETURNING rowid`}
 	storedHashes  = &multiRow{prefix: `SELECT tenant_id, id, hash FROM events WHERE (tenant_id, id) IN (VALUES `, row: `(?,?)`, suffix: `)`}
 	addDuplicates = &multiRow{prefix: `UPDATE events SET duplicates = duplicates + v.column3 FROM (VALUES `, row: `(?,?,?)`,
@@ -345,20 +352,23 @@ func (t *applyTx) InsertEvents(ctx context.Context, events []abacus.AppliedEvent
 	if err := t.tx.QueryRowContext(ctx, `SELECT coalesce(max(rowid), 0) FROM events`).Scan(&base); err != nil {
 		return nil, fmt.Errorf("insert events: %w", err)
 	}
+	lists, err := t.countedLists(ctx, events)
+	if err != nil {
+		return nil, fmt.Errorf("insert events: %w", err)
+	}
 	results := make([]abacus.InsertResult, len(events))
 	var buf []byte
-	_, err := t.execChunks(ctx, insertEvents, len(events), func(i int, into []any) []any {
+	_, err = t.execChunks(ctx, insertEvents, len(events), func(i int, into []any) []any {
 		e := &events[i]
 		given := 0
 		if e.TimeGiven {
 			given = 1
 		}
-		buf = jsonenc.Counted(buf[:0], e.Counted)
-		counted := string(buf)
+		counted, set := lists.row(i)
 		buf = jsonenc.Skipped(buf[:0], e.Skipped)
 		skipped := string(buf)
 		return append(into, base+1+int64(i), e.TenantID, e.ID, e.Type, e.Customer, e.Time.UnixNano(), given, e.IngestTime.UnixNano(),
-			string(e.Properties), e.Hash[:], e.Partition, int64(e.Sequence), counted, skipped, appliedAt)
+			string(e.Properties), e.Hash[:], e.Partition, int64(e.Sequence), counted, skipped, set, appliedAt)
 	}, func(rows *sql.Rows) error {
 		var rowid int64
 		if err := rows.Scan(&rowid); err != nil {

@@ -18,7 +18,7 @@ func (s *Store) FindEvent(ctx context.Context, tenantID, id string) (*abacus.Sto
 	var given int
 	var props, counted, skipped string
 	var hash []byte
-	err := s.r.QueryRowContext(ctx, `SELECT `+eventColumns+`, duplicates FROM events WHERE tenant_id = ? AND id = ?`, tenantID, id).
+	err := s.r.QueryRowContext(ctx, `SELECT `+storedEventColumns+`, duplicates FROM events WHERE tenant_id = ? AND id = ?`, tenantID, id).
 		Scan(&e.TenantID, &e.ID, &e.Type, &e.Customer, &t, &given, &it, &props, &hash, &e.Partition, &seq, &counted, &skipped, &e.Duplicates)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("event", id)

@@ -46,7 +46,8 @@ type Store struct {
 	w       *sql.DB // the one writer
 	r       *sql.DB // readers
 	rollups rollupCache
-	stmts   stmtCache // the aggregator's statements, prepared on w
+	counted countedSets // guarded by rollups.mu, as the whole writer's transaction is
+	stmts   stmtCache   // the aggregator's statements, prepared on w
 }
 
 var _ abacus.Store = (*Store)(nil)

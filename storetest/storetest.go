@@ -25,6 +25,7 @@ func Exercise(t *testing.T, open func(t *testing.T) abacus.Store) {
 	t.Run("Meters", func(t *testing.T) { testMeters(t, open(t)) })
 	t.Run("ApplyDedup", func(t *testing.T) { testApplyDedup(t, open(t)) })
 	t.Run("ApplyRollback", func(t *testing.T) { testApplyRollback(t, open(t)) })
+	t.Run("CountedLists", func(t *testing.T) { testCountedLists(t, open(t)) })
 	t.Run("Rollups", func(t *testing.T) { testRollups(t, open(t)) })
 	t.Run("Uniques", func(t *testing.T) { testUniques(t, open(t)) })
 	t.Run("TenantIsolation", func(t *testing.T) { testTenantIsolation(t, open(t)) })
@@ -268,6 +269,62 @@ func testApplyDedup(t *testing.T, s abacus.Store) {
 	must(t, err)
 	if e1.Duplicates != 3 || e2.Duplicates != 2 || len(e2.Conflicts) != 2 {
 		t.Fatalf("after three more repeats: e1 duplicates %d, e2 duplicates %d with %d conflicts", e1.Duplicates, e2.Duplicates, len(e2.Conflicts))
+	}
+}
+
+// testCountedLists: FindEvent returns each event's counted list as it was
+// stored, whether the list was shared in its batch, known from an earlier
+// one, seen once, empty, or inserted by a transaction that rolled back
+// (a store that keeps shared lists apart must not keep that one).
+func testCountedLists(t *testing.T, s abacus.Store) {
+	defer s.Close()
+	ctx := context.Background()
+	seedTenant(t, s, "acme")
+	a := []abacus.Counted{{Meter: "events"}, {Meter: "tokens", Group: `{"model":"m"}`}}
+	b := []abacus.Counted{{Meter: "events"}, {Meter: "tokens", Group: `{"model":"n"}`}}
+	c := []abacus.Counted{{Meter: "latency", Group: `{"region":"eu"}`}}
+	d := []abacus.Counted{{Meter: "tokens", Group: `{"request":"r-\"1\""}`}}
+	with := func(id string, seq uint64, counted []abacus.Counted) abacus.AppliedEvent {
+		e := event("acme", id, seq, `{}`)
+		e.Counted = counted
+		if counted == nil {
+			e.Skipped = []abacus.Skipped{{Meter: "tokens", Reason: "no value at $.tokens"}}
+		}
+		return e
+	}
+	apply := func(events ...abacus.AppliedEvent) error {
+		return s.Apply(ctx, func(tx abacus.ApplyTx) error {
+			_, err := insertEvents(ctx, tx, events)
+			return err
+		})
+	}
+	want := map[string][]abacus.Counted{}
+	stored := func(events ...abacus.AppliedEvent) {
+		t.Helper()
+		must(t, apply(events...))
+		for _, e := range events {
+			want[e.ID] = e.Counted
+		}
+	}
+	stored(with("a1", 1, a), with("a2", 1, a), with("a3", 1, a), with("b1", 1, b), with("n1", 1, nil), with("n2", 1, nil))
+	boom := errors.New("boom")
+	err := s.Apply(ctx, func(tx abacus.ApplyTx) error {
+		if _, err := insertEvents(ctx, tx, []abacus.AppliedEvent{with("c1", 2, c), with("c2", 2, c)}); err != nil {
+			return err
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("apply err = %v", err)
+	}
+	stored(with("c1", 3, c), with("c2", 3, c), with("b2", 3, b), with("a4", 3, a), with("d1", 3, d))
+	stored(with("c3", 4, c), with("d2", 4, d), with("d3", 4, d))
+	for id, counted := range want {
+		e, err := s.FindEvent(ctx, "acme", id)
+		must(t, err)
+		if got, w := fmt.Sprintf("%+v", e.Counted), fmt.Sprintf("%+v", counted); got != w || len(e.Counted) != len(counted) {
+			t.Errorf("%s counted = %s, want %s", id, got, w)
+		}
 	}
 }
 
