@@ -251,11 +251,6 @@ ON CONFLICT (tenant_id, meter, customer_id, minute, grp) DO UPDATE SET
 
 const newerLatest = `excluded.has_value AND (NOT r.has_value OR (excluded.latest_time, excluded.latest_id) > (r.latest_time, r.latest_id))`
 
-func rollupKeyCompare(a, b *abacus.RollupKey) int {
-	return cmp.Or(cmp.Compare(a.TenantID, b.TenantID), cmp.Compare(a.Meter, b.Meter), cmp.Compare(a.Customer, b.Customer),
-		cmp.Compare(a.Minute, b.Minute), cmp.Compare(a.Group, b.Group))
-}
-
 // AddRollups merges deltas into stored rows in one statement. Decimals
 // travel as text (exact, whatever their size) and are cast to NUMERIC.
 func (t *applyTx) AddRollups(ctx context.Context, deltas []abacus.RollupDelta) error {
@@ -269,7 +264,7 @@ func (t *applyTx) AddRollups(ctx context.Context, deltas []abacus.RollupDelta) e
 		has                                           = make([]bool, n)
 		sums, mins, maxs, latests                     = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	)
-	order := sortedOrder(n, func(i, j int) int { return rollupKeyCompare(&deltas[i].RollupKey, &deltas[j].RollupKey) })
+	order := sortedOrder(n, func(i, j int) int { return deltas[i].RollupKey.Compare(&deltas[j].RollupKey) })
 	for k, i := range order {
 		d := &deltas[i]
 		tenants[k], meters[k], customers[k], minutes[k], groups[k] = d.TenantID, d.Meter, d.Customer, d.Minute, d.Group
@@ -305,7 +300,7 @@ func (t *applyTx) AddUniques(ctx context.Context, values []abacus.UniqueValue) e
 	tenants, meters, customers, groups, vals := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	minutes := make([]int64, n)
 	order := sortedOrder(n, func(i, j int) int {
-		return cmp.Or(rollupKeyCompare(&values[i].RollupKey, &values[j].RollupKey), cmp.Compare(values[i].Value, values[j].Value))
+		return cmp.Or(values[i].RollupKey.Compare(&values[j].RollupKey), cmp.Compare(values[i].Value, values[j].Value))
 	})
 	for k, i := range order {
 		u := &values[i]

@@ -602,10 +602,7 @@ func readRollup(ctx context.Context, sel *sql.Stmt, k abacus.RollupKey) (*abacus
 // rollup rows (18,000 per transaction out of 520,000) that cut SQLite's
 // CPU per row from 8.9 to 5.4 µs against rows in map order.
 func (t *applyTx) writeRollups(ctx context.Context, rows []*abacus.RollupDelta) error {
-	slices.SortFunc(rows, func(a, b *abacus.RollupDelta) int {
-		return cmp.Or(strings.Compare(a.TenantID, b.TenantID), strings.Compare(a.Meter, b.Meter),
-			strings.Compare(a.Customer, b.Customer), cmp.Compare(a.Minute, b.Minute), strings.Compare(a.Group, b.Group))
-	})
+	slices.SortFunc(rows, func(a, b *abacus.RollupDelta) int { return a.RollupKey.Compare(&b.RollupKey) })
 	_, err := t.execChunks(ctx, writeRollups, len(rows), func(i int, into []any) []any {
 		r := rows[i]
 		if !r.HasValue {
