@@ -335,7 +335,7 @@ func (t *applyTx) execChunks(ctx context.Context, m *multiRow, n int, args func(
 }
 
 // insertChunk rows go into one multi-row statement: fewer statements is most of
-// the cost of bulk inserts in SQLite. 15 columns × 128 rows stays far below
+// the cost of bulk inserts in SQLite. 16 columns × 128 rows stays far below
 // SQLite's limit of 32,766 parameters.
 const insertChunk = 128
 

@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -17,7 +18,8 @@ import (
 // were rolled back with it. A list not cached costs one read of
 // counted_sets' unique index, never correctness.
 type countedSets struct {
-	ids map[string]int64
+	ids   map[string]int64
+	limit int // lists cached at most; 0 is maxCountedSets (tests set it)
 }
 
 // maxCountedSets bounds the cache (~250 B a list with its map entry, so
@@ -28,15 +30,16 @@ const maxCountedSets = 16_384
 func (c *countedSets) drop() { c.ids = nil }
 
 func (c *countedSets) put(list string, id int64) {
-	if c.ids == nil || len(c.ids) >= maxCountedSets {
+	if c.ids == nil || len(c.ids) >= cmp.Or(c.limit, maxCountedSets) {
 		c.ids = make(map[string]int64)
 	}
 	c.ids[list] = id
 }
 
-// minCountedSet is the shortest list counted_sets holds: a shorter one
-// ("[]", an event no meter counted) takes no more room in its event's row
-// than a reference to it.
+// minCountedSet is the shortest list counted_sets holds. A shorter one
+// ("[]" for an event no meter counted, or one meter with a one-letter key)
+// stays in its event's row: a reference would save a few bytes at the
+// price of a row of counted_sets.
 const minCountedSet = 16
 
 // countedBatch is the counted lists of a batch of events: the distinct
@@ -59,12 +62,15 @@ func (b *countedBatch) row(i int) (string, int64) {
 }
 
 // countedLists decides where each event's counted list is stored. A list
-// that two or more events of the batch share, or that counted_sets already
-// holds, is stored once in counted_sets and referred to by id; a list seen
-// once and not known yet (or shorter than minCountedSet) stays in its
-// event's row, so that a meter grouped
-// by a value unique to each event costs no more than before (a row of
-// counted_sets and its index entry would cost more than the list inline).
+// that two or more events of the insert share (counting events that turn
+// out to be repeats), or that the cache knows, is stored once in
+// counted_sets and referred to by id; a list seen once and not cached (or
+// shorter than minCountedSet) stays in its event's row, so that a meter
+// grouped by a value unique to each event costs no more than before (a row
+// of counted_sets and its index entry would cost more than the list
+// inline). A list to share that the cache does not know is looked up in
+// counted_sets, and added if it is not there: after a restart or once the
+// cache started over, it usually is.
 func (t *applyTx) countedLists(ctx context.Context, events []abacus.AppliedEvent) (*countedBatch, error) {
 	b := &countedBatch{of: make([]int32, len(events))}
 	index := make(map[string]int32)
@@ -84,6 +90,14 @@ func (t *applyTx) countedLists(ctx context.Context, events []abacus.AppliedEvent
 		b.of[i] = k
 	}
 	b.ids = make([]int64, len(b.lists))
+	var find, add *sql.Stmt // prepared on the first list not cached
+	defer func() {
+		for _, st := range []*sql.Stmt{find, add} {
+			if st != nil {
+				st.Close()
+			}
+		}
+	}()
 	for k, list := range b.lists {
 		if id, ok := t.counted.ids[list]; ok {
 			b.ids[k] = id
@@ -92,26 +106,25 @@ func (t *applyTx) countedLists(ctx context.Context, events []abacus.AppliedEvent
 		if counts[k] < 2 || len(list) < minCountedSet {
 			continue
 		}
-		id, err := t.countedSet(ctx, list)
+		if find == nil {
+			var err error
+			if find, err = t.tx.PrepareContext(ctx, `SELECT id FROM counted_sets WHERE counted = ?`); err != nil {
+				return nil, err
+			}
+			if add, err = t.tx.PrepareContext(ctx, `INSERT INTO counted_sets(counted) VALUES (?) RETURNING id`); err != nil {
+				return nil, err
+			}
+		}
+		var id int64
+		err := find.QueryRowContext(ctx, list).Scan(&id)
+		if errors.Is(err, sql.ErrNoRows) {
+			err = add.QueryRowContext(ctx, list).Scan(&id)
+		}
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("counted list %s: %w", list, err)
 		}
 		t.counted.put(list, id)
 		b.ids[k] = id
 	}
 	return b, nil
-}
-
-// countedSet returns the id of list in counted_sets, adding it if it is
-// not there.
-func (t *applyTx) countedSet(ctx context.Context, list string) (int64, error) {
-	var id int64
-	err := t.tx.QueryRowContext(ctx, `SELECT id FROM counted_sets WHERE counted = ?`, list).Scan(&id)
-	if errors.Is(err, sql.ErrNoRows) {
-		err = t.tx.QueryRowContext(ctx, `INSERT INTO counted_sets(counted) VALUES (?) RETURNING id`, list).Scan(&id)
-	}
-	if err != nil {
-		return 0, fmt.Errorf("counted list %s: %w", list, err)
-	}
-	return id, nil
 }

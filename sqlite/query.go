@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"fmt"
 
 	"github.com/abacus-billing/abacus"
 )
@@ -16,7 +17,8 @@ func (s *Store) FindEvent(ctx context.Context, tenantID, id string) (*abacus.Sto
 	var e abacus.StoredEvent
 	var t, it, seq int64
 	var given int
-	var props, counted, skipped string
+	var props, skipped string
+	var counted sql.NullString // NULL: the row names a list counted_sets does not hold
 	var hash []byte
 	err := s.r.QueryRowContext(ctx, `SELECT `+storedEventColumns+`, duplicates FROM events WHERE tenant_id = ? AND id = ?`, tenantID, id).
 		Scan(&e.TenantID, &e.ID, &e.Type, &e.Customer, &t, &given, &it, &props, &hash, &e.Partition, &seq, &counted, &skipped, &e.Duplicates)
@@ -25,9 +27,12 @@ func (s *Store) FindEvent(ctx context.Context, tenantID, id string) (*abacus.Sto
 	} else if err != nil {
 		return nil, err
 	}
+	if !counted.Valid {
+		return nil, fmt.Errorf("event %s/%s: its row names a counted list that counted_sets does not hold", tenantID, id)
+	}
 	e.Time, e.TimeGiven, e.IngestTime = fromNS(t), given == 1, fromNS(it)
 	e.Properties, e.Sequence = []byte(props), uint64(seq)
-	if err := errors.Join(json.Unmarshal([]byte(counted), &e.Counted), json.Unmarshal([]byte(skipped), &e.Skipped)); err != nil {
+	if err := errors.Join(json.Unmarshal([]byte(counted.String), &e.Counted), json.Unmarshal([]byte(skipped), &e.Skipped)); err != nil {
 		return nil, err
 	}
 	rows, err := s.r.QueryContext(ctx, `SELECT hash, log_partition, log_seq, seen_at FROM event_conflicts WHERE tenant_id = ? AND event_id = ? ORDER BY log_partition, log_seq`, tenantID, id)
