@@ -87,9 +87,17 @@ type batch struct {
 	// batch was gathered) and the transaction evaluates them itself.
 	contribs      [][]contribution
 	metersVersion int64
-	positions     map[int]uint64
-	scratch       []abacus.Event
-	small         int // batches in a row much smaller than the arrays (reset)
+	// rows are the rollup rows the contributions add to, each once;
+	// rowIndex finds a row's index in rows. Gathering sets each
+	// contribution's row (indexRows), so that the transaction adds to
+	// rows by index: hashing every contribution's key there was two
+	// thirds of adding up a batch's rollups, on the single writer's time.
+	rows      []abacus.RollupKey
+	rowIndex  map[abacus.RollupKey]int32
+	deltas    []abacus.RollupDelta // the transaction's deltas, by row
+	positions map[int]uint64
+	scratch   []abacus.Event
+	small     int // batches in a row much smaller than the arrays (reset)
 }
 
 // shrinkAfter is how many small batches in a row make reset give up the
@@ -102,7 +110,7 @@ type inBatch struct {
 }
 
 func newBatch() *batch {
-	return &batch{first: map[eventKey]int{}, positions: map[int]uint64{}, metersVersion: -1}
+	return &batch{first: map[eventKey]int{}, positions: map[int]uint64{}, rowIndex: map[abacus.RollupKey]int32{}, metersVersion: -1}
 }
 
 // add decodes log message m into the batch and evaluates its new events
@@ -140,8 +148,63 @@ func (b *batch) add(m abacus.LogMessage, meters map[[2]string][]*Meter, v int64,
 			c = evaluateEvent(meters, &b.uniq[len(b.uniq)-1])
 		}
 		b.contribs = append(b.contribs, c)
+		b.indexRows(len(b.uniq) - 1)
 	}
 	clear(b.scratch)
+}
+
+// indexRows sets the row of each contribution of uniq[i], adding rows
+// not seen yet.
+func (b *batch) indexRows(i int) {
+	e := &b.uniq[i].Event
+	for j := range b.contribs[i] {
+		c := &b.contribs[i][j]
+		k := rowOf(e, c)
+		r, ok := b.rowIndex[k]
+		if !ok {
+			r = int32(len(b.rows))
+			b.rowIndex[k] = r
+			b.rows = append(b.rows, k)
+		}
+		c.row = r
+	}
+}
+
+// rollups adds up the contributions of the events stored (uniq[i] for
+// each i with inserted[i]) into one delta per row, and the distinct values
+// of unique_count meters into roll.Uniques. The deltas are the batch's
+// own, valid until the next call or reset.
+func (b *batch) rollups(inserted func(i int) bool, roll *Rollup) ([]abacus.RollupDelta, error) {
+	ds := b.deltas[:0]
+	if cap(ds) < len(b.rows) {
+		ds = make([]abacus.RollupDelta, 0, len(b.rows))
+	}
+	ds = ds[:len(b.rows)]
+	clear(ds) // a retried transaction calls this again
+	for i := range b.uniq {
+		if !inserted(i) {
+			continue
+		}
+		for j := range b.contribs[i] {
+			c := &b.contribs[i][j]
+			d := &ds[c.row]
+			if d.Count == 0 {
+				d.RollupKey = b.rows[c.row]
+			}
+			if err := roll.addTo(d, &b.uniq[i].Event, c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	// Only rows an inserted event added to, in row order.
+	out := ds[:0]
+	for k := range ds {
+		if ds[k].Count > 0 {
+			out = append(out, ds[k])
+		}
+	}
+	b.deltas = ds
+	return out, nil
 }
 
 // reset empties the batch for reuse. It keeps the arrays (growing a
@@ -159,8 +222,9 @@ func (b *batch) reset() {
 		b.small = 0
 	}
 	if b.small >= shrinkAfter {
-		b.uniq, b.contribs, b.repeats = nil, nil, nil
+		b.uniq, b.contribs, b.repeats, b.rows, b.deltas = nil, nil, nil, nil, nil
 		b.first = map[eventKey]int{}
+		b.rowIndex = map[abacus.RollupKey]int32{}
 		b.small = 0
 	}
 	clear(b.msgs)
@@ -169,6 +233,10 @@ func (b *batch) reset() {
 	clear(b.repeats)
 	clear(b.first)
 	clear(b.positions)
+	clear(b.rows)
+	clear(b.rowIndex)
+	clear(b.deltas)
+	b.rows, b.deltas = b.rows[:0], b.deltas[:0]
 	b.msgs, b.uniq, b.contribs, b.repeats = b.msgs[:0], b.uniq[:0], b.contribs[:0], b.repeats[:0]
 	b.n, b.size, b.metersVersion = 0, 0, -1
 }
@@ -193,8 +261,12 @@ func (a *Aggregator) apply(ctx context.Context, b *batch) error {
 		// evaluated against it: a batch evaluated under other meters is
 		// evaluated again.
 		if b.metersVersion != version {
+			clear(b.rowIndex)
+			clear(b.rows)
+			b.rows = b.rows[:0]
 			for i := range uniq {
 				b.contribs[i] = evaluateEvent(meters, &uniq[i])
+				b.indexRows(i)
 			}
 			b.metersVersion = version
 		}
@@ -202,20 +274,18 @@ func (a *Aggregator) apply(ctx context.Context, b *batch) error {
 		if err != nil {
 			return err
 		}
-		roll := NewRollup()
 		var repeats []abacus.Repeat
 		for i, r := range results {
-			e := &uniq[i]
 			if !r.Inserted {
-				repeats = append(repeats, repeat(e, r.ExistingHash))
+				repeats = append(repeats, repeat(&uniq[i], r.ExistingHash))
 				continue
 			}
 			newCount++
-			for j := range b.contribs[i] {
-				if err := roll.add(&e.Event, &b.contribs[i][j]); err != nil {
-					return err
-				}
-			}
+		}
+		roll := NewRollup()
+		deltas, err := b.rollups(func(i int) bool { return results[i].Inserted }, roll)
+		if err != nil {
+			return err
 		}
 		for _, rb := range b.repeats {
 			stored := uniq[rb.first].Hash
@@ -234,7 +304,7 @@ func (a *Aggregator) apply(ctx context.Context, b *batch) error {
 		if err := tx.RecordRepeats(ctx, repeats); err != nil {
 			return err
 		}
-		if err := tx.AddRollups(ctx, roll.deltaList()); err != nil {
+		if err := tx.AddRollups(ctx, deltas); err != nil {
 			return err
 		}
 		if err := tx.AddUniques(ctx, roll.uniqueList()); err != nil {

@@ -160,3 +160,52 @@ func TestFillInterval(t *testing.T) {
 		t.Errorf("offered a batch of %d events below half the queue's bytes an hour before it was due", n)
 	}
 }
+
+// TestBatchRollupsAgain: batch.rollups adds up exactly the events it is
+// told were stored, each time it is called on the same batch (a retried
+// transaction calls it again), and rows no stored event added to are left
+// out; an event whose contributions fall in two rows adds to both.
+func TestBatchRollupsAgain(t *testing.T) {
+	m, err := CompileMeter(&abacus.Meter{TenantID: "t", Key: "tokens", EventType: "call", Aggregation: abacus.AggSum, Value: "$.n",
+		GroupBy: map[string]string{"model": "$.m"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	count, err := CompileMeter(&abacus.Meter{TenantID: "t", Key: "calls", EventType: "call", Aggregation: abacus.AggCount})
+	if err != nil {
+		t.Fatal(err)
+	}
+	meters := map[[2]string][]*Meter{{"t", "call"}: {count, m}}
+	now := time.Date(2026, 11, 2, 10, 0, 0, 0, time.UTC)
+	b := newBatch()
+	for i, p := range []string{`{"n":1,"m":"a"}`, `{"n":2,"m":"b"}`, `{"n":4,"m":"a"}`, `{"n":8,"m":"b"}`} {
+		e := abacus.Event{TenantID: "t", ID: fmt.Sprint("e", i), Type: "call", Customer: "c", Time: now.Add(time.Duration(i) * time.Second),
+			TimeGiven: true, IngestTime: now, Properties: []byte(p)}
+		b.add(abacus.LogMessage{Partition: 0, Sequence: uint64(i + 1), Data: abacus.AppendRecord(abacus.AppendMessage(nil, 1), &e)}, meters, 1, &Aggregator{})
+	}
+	sums := func(stored ...int) string {
+		t.Helper()
+		ds, err := b.rollups(func(i int) bool { return slices.Contains(stored, i) }, NewRollup())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, d := range ds {
+			out = append(out, fmt.Sprintf("%s%s:%d/%s/%s", d.Meter, d.Group, d.Count, d.Sum.String(), d.LatestID))
+		}
+		return fmt.Sprint(out)
+	}
+	for _, c := range []struct {
+		stored []int
+		want   string
+	}{
+		{[]int{0, 1, 2, 3}, `[calls{}:4/0/ tokens{"model":"a"}:2/5/e2 tokens{"model":"b"}:2/10/e3]`},
+		{nil, `[]`},
+		{[]int{1}, `[calls{}:1/0/ tokens{"model":"b"}:1/2/e1]`},
+		{[]int{0, 3}, `[calls{}:2/0/ tokens{"model":"a"}:1/1/e0 tokens{"model":"b"}:1/8/e3]`},
+	} {
+		if got := sums(c.stored...); got != c.want {
+			t.Errorf("stored %v: %s, want %s", c.stored, got, c.want)
+		}
+	}
+}

@@ -272,6 +272,7 @@ type contribution struct {
 	group  string
 	value  apd.Decimal // sum, min, max, avg, latest
 	unique string      // unique_count
+	row    int32       // the aggregator's index of its rollup row (batch.indexRows)
 }
 
 // evaluate decides whether the event counts in m. It returns ok=false with

@@ -5,12 +5,13 @@ import (
 )
 
 // Rollup collects what events add to the rollups: per-minute rollup deltas
-// and distinct values (unique_count). The aggregator fills one per apply
-// transaction from the new events of a batch and adds it to the store; an
-// as-of usage read (usage.Query AsOf) fills one from the stored raw events
-// known at an instant and reads it as it would read the stored rollups.
-// Both go through the same evaluation (Meter) and the same add, so the two
-// answers cannot drift apart.
+// and distinct values (unique_count). An as-of usage read (usage.Query
+// AsOf) fills one from the stored raw events known at an instant and reads
+// it as it would read the stored rollups. The aggregator adds the new
+// events of a batch to deltas it finds by index instead (batch.rollups),
+// and their distinct values to a Rollup's Uniques. Both go through the
+// same evaluation (Meter) and the same addTo, so the two answers cannot
+// drift apart.
 type Rollup struct {
 	Deltas  map[abacus.RollupKey]*abacus.RollupDelta
 	Uniques map[abacus.UniqueValue]struct{}
@@ -39,36 +40,42 @@ func (r *Rollup) AddEvent(m *Meter, e *abacus.Event) (bool, error) {
 	return true, r.add(e, &c)
 }
 
-// add adds contribution c of event e: one count (and value) in the rollup
-// row of e's minute and group, or one distinct value for unique_count.
+// add adds contribution c of event e to the delta of its row.
 func (r *Rollup) add(e *abacus.Event, c *contribution) error {
-	k := abacus.RollupKey{TenantID: e.TenantID, Meter: c.meter.Key, Customer: e.Customer, Group: c.group, Minute: abacus.MinuteOf(e.Time)}
-	d := abacus.RollupDelta{RollupKey: k, Count: 1}
+	k := rowOf(e, c)
+	d, ok := r.Deltas[k]
+	if !ok {
+		d = &abacus.RollupDelta{RollupKey: k}
+		r.Deltas[k] = d
+	}
+	return r.addTo(d, e, c)
+}
+
+// rowOf is the rollup row contribution c of event e adds to: its meter,
+// customer, group and minute.
+func rowOf(e *abacus.Event, c *contribution) abacus.RollupKey {
+	return abacus.RollupKey{TenantID: e.TenantID, Meter: c.meter.Key, Customer: e.Customer, Group: c.group, Minute: abacus.MinuteOf(e.Time)}
+}
+
+// addTo adds contribution c of event e to d, the delta of rowOf(e, c):
+// one count (and value) in the row, or one distinct value for
+// unique_count. The aggregator finds d by an index it built while
+// gathering (batch.indexRows), Rollup.add by the row's key.
+func (r *Rollup) addTo(d *abacus.RollupDelta, e *abacus.Event, c *contribution) error {
+	one := abacus.RollupDelta{Count: 1}
 	switch c.meter.Aggregation {
 	case abacus.AggCount:
 	case abacus.AggUniqueCount:
-		r.Uniques[abacus.UniqueValue{RollupKey: k, Value: c.unique}] = struct{}{}
+		r.Uniques[abacus.UniqueValue{RollupKey: d.RollupKey, Value: c.unique}] = struct{}{}
 	default:
-		d.HasValue = true
-		d.Sum.Set(&c.value)
-		d.Min.Set(&c.value)
-		d.Max.Set(&c.value)
-		d.Latest.Set(&c.value)
-		d.LatestTime, d.LatestID = e.Time.UnixNano(), e.ID
+		one.HasValue = true
+		one.Sum.Set(&c.value)
+		one.Min.Set(&c.value)
+		one.Max.Set(&c.value)
+		one.Latest.Set(&c.value)
+		one.LatestTime, one.LatestID = e.Time.UnixNano(), e.ID
 	}
-	if cur, ok := r.Deltas[k]; ok {
-		return cur.Merge(&d)
-	}
-	r.Deltas[k] = &d
-	return nil
-}
-
-func (r *Rollup) deltaList() []abacus.RollupDelta {
-	out := make([]abacus.RollupDelta, 0, len(r.Deltas))
-	for _, d := range r.Deltas {
-		out = append(out, *d)
-	}
-	return out
+	return d.Merge(&one)
 }
 
 func (r *Rollup) uniqueList() []abacus.UniqueValue {
