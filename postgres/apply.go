@@ -14,7 +14,7 @@ import (
 // Apply runs fn in one transaction and commits it if fn returns nil; an
 // error from fn rolls everything back and is returned as is.
 func (s *Store) Apply(ctx context.Context, fn func(abacus.ApplyTx) error) error {
-	return s.tx(ctx, func(tx pgx.Tx) error { return fn(&applyTx{tx: tx}) })
+	return s.tx(ctx, func(tx pgx.Tx) error { return fn(&applyTx{tx: tx, store: s}) })
 }
 
 // Positions returns the last applied sequence of each partition.
@@ -60,6 +60,7 @@ func (s *Store) positions(ctx context.Context, table string) (map[int]uint64, er
 // overlapping): the cost is the server's insert, not how the rows travel.
 type applyTx struct {
 	tx    pgx.Tx
+	store *Store // for counted lists, added outside tx (countedLists)
 	stamp stamp
 }
 
@@ -75,14 +76,19 @@ func (t *applyTx) AllMeters(ctx context.Context) ([]*abacus.Meter, error) {
 
 const eventColumns = `tenant_id, id, type, customer_id, time, time_given, ingest_time, properties, hash, log_partition, log_seq, counted, skipped`
 
+// storedEventColumns reads eventColumns back, the counted list from
+// counted_sets where the row names one (migration 0006).
+const storedEventColumns = `tenant_id, id, type, customer_id, time, time_given, ingest_time, properties, hash, log_partition, log_seq,
+	CASE counted_set WHEN 0 THEN counted ELSE (SELECT c.counted FROM counted_sets c WHERE c.id = events.counted_set) END, skipped`
+
 // insertEventsSQL stores the events that are new and, in the same
 // statement, lists them in event blocks: one row per tenant, customer and
 // minute of event time (migration 0005; docs/ARCHITECTURE.md, "Event
 // blocks"). It returns the keys of the events it stored.
 const insertEventsSQL = `WITH ins AS (
-INSERT INTO events(` + eventColumns + `, applied_at)
+INSERT INTO events(` + eventColumns + `, counted_set, applied_at)
 SELECT u.*, $14::int8 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::bool[], $7::int8[],
-	$8::text[], $9::bytea[], $10::int4[], $11::int8[], $12::text[], $13::text[]) AS u
+	$8::text[], $9::bytea[], $10::int4[], $11::int8[], $12::text[], $13::text[], $15::int8[]) AS u
 ON CONFLICT (tenant_id, id) DO NOTHING
 RETURNING tenant_id, id, customer_id, time
 ), blocks AS (
@@ -120,10 +126,14 @@ func (t *applyTx) InsertEvents(ctx context.Context, events []abacus.AppliedEvent
 	if len(events) == 0 {
 		return results, nil
 	}
+	lists, err := t.store.countedLists(ctx, events)
+	if err != nil {
+		return nil, fmt.Errorf("insert events: %w", err)
+	}
 	n := len(events)
 	var (
 		tenants, ids, types, customers = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		times, ingest, seqs            = make([]int64, n), make([]int64, n), make([]int64, n)
+		times, ingest, seqs, sets      = make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
 		given                          = make([]bool, n)
 		props, counted, skipped        = make([]string, n), make([]string, n), make([]string, n)
 		hashes                         = make([][]byte, n)
@@ -138,15 +148,14 @@ func (t *applyTx) InsertEvents(ctx context.Context, events []abacus.AppliedEvent
 		tenants[k], ids[k], types[k], customers[k] = e.TenantID, e.ID, e.Type, e.Customer
 		times[k], given[k], ingest[k] = e.Time.UnixNano(), e.TimeGiven, e.IngestTime.UnixNano()
 		props[k], hashes[k], parts[k], seqs[k] = string(e.Properties), e.Hash[:], int32(e.Partition), int64(e.Sequence)
-		buf = jsonenc.Counted(buf[:0], e.Counted)
-		counted[k] = string(buf)
+		counted[k], sets[k] = lists.Row(i)
 		buf = jsonenc.Skipped(buf[:0], e.Skipped)
 		skipped[k] = string(buf)
 	}
 	inserted := make(map[eventKey]bool, n)
-	err := t.exec(ctx, insertEventsSQL, [][]byte{textArray(tenants), textArray(ids), textArray(types), textArray(customers),
+	err = t.exec(ctx, insertEventsSQL, [][]byte{textArray(tenants), textArray(ids), textArray(types), textArray(customers),
 		int8Array(times), boolArray(given), int8Array(ingest), textArray(props), byteaArray(hashes), int4Array(parts),
-		int8Array(seqs), textArray(counted), textArray(skipped), int8Param(ns(t.stamp.at))}, func(cols [][]byte) error {
+		int8Array(seqs), textArray(counted), textArray(skipped), int8Param(ns(t.stamp.at)), int8Array(sets)}, func(cols [][]byte) error {
 		inserted[eventKey{string(cols[0]), string(cols[1])}] = true
 		return nil
 	})

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/abacus-billing/abacus"
+	"github.com/abacus-billing/abacus/internal/countedsets"
 	"github.com/abacus-billing/abacus/internal/migration"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -29,6 +30,12 @@ var migrations embed.FS
 // concurrent use.
 type Store struct {
 	pool *pgxpool.Pool
+	// lists is one connection of its own for adding counted lists
+	// (countedLists), which apply transactions do while they hold a
+	// connection of pool: on pool, four appliers holding its four
+	// connections would each wait for a fifth.
+	lists   *pgxpool.Pool
+	counted countedsets.Cache // ids of lists in counted_sets, all committed
 }
 
 var _ abacus.Store = (*Store)(nil)
@@ -50,18 +57,26 @@ func openConfig(ctx context.Context, cfg *pgxpool.Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	s := &Store{pool: pool}
-	if err := s.migrate(ctx); err != nil {
+	one := cfg.Copy()
+	one.MaxConns, one.MinConns = 1, 0
+	lists, err := pgxpool.NewWithConfig(ctx, one)
+	if err != nil {
 		pool.Close()
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	s := &Store{pool: pool, lists: lists}
+	if err := s.migrate(ctx); err != nil {
+		s.Close()
 		return nil, err
 	}
 	return s, nil
 }
 
-// Close closes the pool, waiting for connections in use to be returned. It
-// may be called more than once.
+// Close closes the pools, waiting for connections in use to be returned.
+// It may be called more than once.
 func (s *Store) Close() error {
 	s.pool.Close()
+	s.lists.Close()
 	return nil
 }
 

@@ -17,18 +17,22 @@ func (s *Store) FindEvent(ctx context.Context, tenantID, id string) (*abacus.Sto
 	var e abacus.StoredEvent
 	var t, it, seq int64
 	var part int32
-	var props, counted, skipped string
+	var props, skipped string
+	var counted *string // nil: the row names a list counted_sets does not hold
 	var hash []byte
-	err := s.pool.QueryRow(ctx, `SELECT `+eventColumns+`, duplicates FROM events WHERE tenant_id = $1 AND id = $2`, tenantID, id).
+	err := s.pool.QueryRow(ctx, `SELECT `+storedEventColumns+`, duplicates FROM events WHERE tenant_id = $1 AND id = $2`, tenantID, id).
 		Scan(&e.TenantID, &e.ID, &e.Type, &e.Customer, &t, &e.TimeGiven, &it, &props, &hash, &part, &seq, &counted, &skipped, &e.Duplicates)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, notFound("event", id)
 	} else if err != nil {
 		return nil, err
 	}
+	if counted == nil {
+		return nil, fmt.Errorf("event %s/%s: its row names a counted list that counted_sets does not hold", tenantID, id)
+	}
 	e.Time, e.IngestTime = fromNS(t), fromNS(it)
 	e.Properties, e.Partition, e.Sequence = []byte(props), int(part), uint64(seq)
-	if err := errors.Join(json.Unmarshal([]byte(counted), &e.Counted), json.Unmarshal([]byte(skipped), &e.Skipped)); err != nil {
+	if err := errors.Join(json.Unmarshal([]byte(*counted), &e.Counted), json.Unmarshal([]byte(skipped), &e.Skipped)); err != nil {
 		return nil, err
 	}
 	rows, err := s.pool.Query(ctx, `SELECT hash, log_partition, log_seq, seen_at FROM event_conflicts WHERE tenant_id = $1 AND event_id = $2 ORDER BY log_partition, log_seq`, tenantID, id)

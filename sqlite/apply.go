@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/abacus-billing/abacus"
+	"github.com/abacus-billing/abacus/internal/countedsets"
 	"github.com/abacus-billing/abacus/internal/jsonenc"
 	"github.com/cockroachdb/apd/v3"
 )
@@ -31,7 +32,7 @@ func (s *Store) Apply(ctx context.Context, fn func(abacus.ApplyTx) error) error 
 	defer func() {
 		if !committed {
 			s.rollups.drop()
-			s.counted.drop()
+			s.counted.Drop()
 		}
 	}()
 	t := &applyTx{cache: &s.rollups, counted: &s.counted, stmts: &s.stmts}
@@ -221,7 +222,7 @@ type applyTx struct {
 	tx      *sql.Tx
 	stmts   *stmtCache
 	cache   *rollupCache
-	counted *countedSets
+	counted *countedsets.Cache
 	stamp   stamp
 }
 
@@ -364,7 +365,7 @@ func (t *applyTx) InsertEvents(ctx context.Context, events []abacus.AppliedEvent
 		if e.TimeGiven {
 			given = 1
 		}
-		counted, set := lists.row(i)
+		counted, set := lists.Row(i)
 		buf = jsonenc.Skipped(buf[:0], e.Skipped)
 		skipped := string(buf)
 		return append(into, base+1+int64(i), e.TenantID, e.ID, e.Type, e.Customer, e.Time.UnixNano(), given, e.IngestTime.UnixNano(),

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 
 	"github.com/abacus-billing/abacus"
+	"github.com/abacus-billing/abacus/internal/countedsets"
 	"github.com/abacus-billing/abacus/internal/migration"
 )
 
@@ -46,8 +47,8 @@ type Store struct {
 	w       *sql.DB // the one writer
 	r       *sql.DB // readers
 	rollups rollupCache
-	counted countedSets // guarded by rollups.mu, as the whole writer's transaction is
-	stmts   stmtCache   // the aggregator's statements, prepared on w
+	counted countedsets.Cache // ids of lists in counted_sets, dropped with a transaction that fails
+	stmts   stmtCache         // the aggregator's statements, prepared on w
 }
 
 var _ abacus.Store = (*Store)(nil)

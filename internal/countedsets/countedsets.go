@@ -1,0 +1,134 @@
+// Package countedsets decides, for both stores, which events' counted
+// lists are stored once in the table counted_sets and referred to by id,
+// and which stay in the event's row (docs/ARCHITECTURE.md, "Counted
+// sets"): the JSON list of the meters an event counted in and its group
+// key in each is 40% of an event row in `abacus bench`'s shape, though a
+// handful of distinct lists cover most events.
+package countedsets
+
+import (
+	"cmp"
+	"sync"
+
+	"github.com/abacus-billing/abacus"
+	"github.com/abacus-billing/abacus/internal/jsonenc"
+)
+
+// Min is the shortest list counted_sets holds. A shorter one ("[]" for an
+// event no meter counted, or one meter with a one-letter key) stays in its
+// event's row: a reference would save a few bytes at the price of a row of
+// counted_sets.
+const Min = 16
+
+// Batch is the counted lists of the events of one insert: the distinct
+// lists' JSON, the id of each in counted_sets (0 for a list kept in its
+// events' rows), and each event's list.
+type Batch struct {
+	Lists  []string
+	IDs    []int64
+	of     []int32 // events[i]'s list is Lists[of[i]]
+	counts []int
+}
+
+// Gather returns the lists of events, none of them given an id yet.
+func Gather(events []abacus.AppliedEvent) *Batch {
+	b := &Batch{of: make([]int32, len(events))}
+	index := make(map[string]int32)
+	var buf []byte
+	for i := range events {
+		buf = jsonenc.Counted(buf[:0], events[i].Counted)
+		k, ok := index[string(buf)] // no allocation for a lookup
+		if !ok {
+			k = int32(len(b.Lists))
+			list := string(buf)
+			index[list] = k
+			b.Lists = append(b.Lists, list)
+			b.counts = append(b.counts, 0)
+		}
+		b.counts[k]++
+		b.of[i] = k
+	}
+	b.IDs = make([]int64, len(b.Lists))
+	return b
+}
+
+// Shared reports whether list k is to be stored once: two or more events
+// of the insert have it (counting events that turn out to be repeats) and
+// it is not shorter than Min. A list seen once stays in its event's row
+// unless it is cached, so that a meter grouped by a value unique to each
+// event costs no more than before (a row of counted_sets and its index
+// entry would cost more than the list in the row).
+func (b *Batch) Shared(k int) bool { return b.counts[k] >= 2 && len(b.Lists[k]) >= Min }
+
+// Row returns what event i's row stores: its list's JSON and 0, or "" and
+// the list's id in counted_sets.
+func (b *Batch) Row(i int) (string, int64) {
+	k := b.of[i]
+	if id := b.IDs[k]; id != 0 {
+		return "", id
+	}
+	return b.Lists[k], 0
+}
+
+// Cache maps lists to their ids in counted_sets, so that storing an event
+// whose list is known reads nothing. A list not cached costs one read of
+// counted_sets' unique index, never correctness. Its methods are safe for
+// concurrent use.
+type Cache struct {
+	mu    sync.Mutex
+	ids   map[string]int64
+	limit int // lists cached at most; 0 is MaxCached (tests set it)
+}
+
+// MaxCached bounds a Cache (~250 B a list with its map entry, so ~4 MB):
+// when it is full it starts over. `abacus bench` has 20 lists; a meter
+// grouped by a value with many distinct values has more.
+const MaxCached = 16_384
+
+// SetLimit sets how many lists c holds at most (tests).
+func (c *Cache) SetLimit(n int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.limit = n
+}
+
+// Known sets the id of each list of b that c holds, and returns the
+// indexes of the lists to share (Shared) that it does not.
+func (c *Cache) Known(b *Batch) []int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var missing []int
+	for k, list := range b.Lists {
+		if id, ok := c.ids[list]; ok {
+			b.IDs[k] = id
+		} else if b.Shared(k) {
+			missing = append(missing, k)
+		}
+	}
+	return missing
+}
+
+// Put records that list has id.
+func (c *Cache) Put(list string, id int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ids == nil || len(c.ids) >= cmp.Or(c.limit, MaxCached) {
+		c.ids = make(map[string]int64)
+	}
+	c.ids[list] = id
+}
+
+// Drop empties c: a store whose transaction added lists and did not commit
+// drops it, since those ids were rolled back with the transaction.
+func (c *Cache) Drop() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.ids = nil
+}
+
+// Len is how many lists c holds.
+func (c *Cache) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.ids)
+}

@@ -1,0 +1,81 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/abacus-billing/abacus"
+	"github.com/abacus-billing/abacus/internal/countedsets"
+)
+
+// countedLists decides where each event's counted list is stored
+// (migration 0006, package countedsets). Lists to share that the cache
+// does not know are added to counted_sets, or found there, in one
+// statement in a transaction of its own on a connection of its own
+// (Store.lists): a list
+// once added is never rolled back, so every id the cache holds is
+// committed, and the four appliers, which may add the same list at once,
+// wait on each other only for that statement (ON CONFLICT waits for the
+// other insert to commit), never on each other's apply transactions. A
+// list whose events' transaction then fails stays in counted_sets, unused
+// until its events are applied again.
+func (s *Store) countedLists(ctx context.Context, events []abacus.AppliedEvent) (*countedsets.Batch, error) {
+	b := countedsets.Gather(events)
+	missing := s.counted.Known(b)
+	if len(missing) == 0 {
+		return b, nil
+	}
+	ids := make(map[string]int64, len(missing))
+	// A list another applier adds while the statement runs is neither
+	// added by it (the conflict) nor visible to it (its snapshot is older):
+	// the next statement sees it.
+	for attempt := 0; attempt < 3; attempt++ {
+		var lists []string
+		for _, k := range missing {
+			if _, ok := ids[b.Lists[k]]; !ok {
+				lists = append(lists, b.Lists[k])
+			}
+		}
+		if len(lists) == 0 {
+			break
+		}
+		slices.Sort(lists) // concurrent adds take the unique index's locks in one order
+		if err := s.addCounted(ctx, lists, ids); err != nil {
+			return nil, err
+		}
+	}
+	for _, k := range missing {
+		id, ok := ids[b.Lists[k]]
+		if !ok {
+			return nil, fmt.Errorf("counted list %s: neither added nor found", b.Lists[k])
+		}
+		s.counted.Put(b.Lists[k], id)
+		b.IDs[k] = id
+	}
+	return b, nil
+}
+
+// addCounted adds lists to counted_sets, or finds them there, and sets
+// their ids in ids.
+func (s *Store) addCounted(ctx context.Context, lists []string, ids map[string]int64) error {
+	rows, err := s.lists.Query(ctx, `WITH added AS (
+		INSERT INTO counted_sets(counted) SELECT unnest($1::text[]) ON CONFLICT (counted) DO NOTHING RETURNING id, counted)
+	SELECT id, counted FROM added UNION ALL SELECT id, counted FROM counted_sets WHERE counted = ANY($1::text[])`, lists)
+	if err != nil {
+		return fmt.Errorf("counted lists: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		var list string
+		if err := rows.Scan(&id, &list); err != nil {
+			return fmt.Errorf("counted lists: %w", err)
+		}
+		ids[list] = id
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("counted lists: %w", err)
+	}
+	return nil
+}
