@@ -282,7 +282,7 @@ func (a *Aggregator) apply(ctx context.Context, b *batch) error {
 			}
 			newCount++
 		}
-		roll := NewRollup()
+		roll := &Rollup{Uniques: map[abacus.UniqueValue]struct{}{}} // its deltas are batch.rollups'
 		deltas, err := b.rollups(func(i int) bool { return results[i].Inserted }, roll)
 		if err != nil {
 			return err

@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/abacus-billing/abacus"
+	"github.com/abacus-billing/abacus/internal/countedsets"
 	"github.com/abacus-billing/abacus/internal/jsonenc"
 	"github.com/jackc/pgx/v5"
 )
@@ -78,8 +79,8 @@ const eventColumns = `tenant_id, id, type, customer_id, time, time_given, ingest
 
 // storedEventColumns reads eventColumns back, the counted list from
 // counted_sets where the row names one (migration 0006).
-const storedEventColumns = `tenant_id, id, type, customer_id, time, time_given, ingest_time, properties, hash, log_partition, log_seq,
-	CASE counted_set WHEN 0 THEN counted ELSE (SELECT c.counted FROM counted_sets c WHERE c.id = events.counted_set) END, skipped`
+const storedEventColumns = `tenant_id, id, type, customer_id, time, time_given, ingest_time, properties, hash, log_partition, log_seq, ` +
+	countedsets.Column + `, skipped`
 
 // insertEventsSQL stores the events that are new and, in the same
 // statement, lists them in event blocks: one row per tenant, customer and

@@ -12,14 +12,14 @@ import (
 // countedLists decides where each event's counted list is stored
 // (migration 0006, package countedsets). Lists to share that the cache
 // does not know are added to counted_sets, or found there, in one
-// statement in a transaction of its own on a connection of its own
-// (Store.lists): a list
-// once added is never rolled back, so every id the cache holds is
-// committed, and the four appliers, which may add the same list at once,
-// wait on each other only for that statement (ON CONFLICT waits for the
-// other insert to commit), never on each other's apply transactions. A
-// list whose events' transaction then fails stays in counted_sets, unused
-// until its events are applied again.
+// statement that commits at once, on a connection of its own
+// (Store.lists): a list once added is never rolled back, so every id the
+// cache holds is committed. This process's appliers queue for that
+// connection, for that statement only, never for each other's apply
+// transactions; another process adding the same list at once makes the
+// statement wait for its insert (ON CONFLICT). A list whose events'
+// transaction then fails stays in counted_sets, unused until its events
+// are applied again.
 func (s *Store) countedLists(ctx context.Context, events []abacus.AppliedEvent) (*countedsets.Batch, error) {
 	b := countedsets.Gather(events)
 	missing := s.counted.Known(b)
@@ -27,7 +27,7 @@ func (s *Store) countedLists(ctx context.Context, events []abacus.AppliedEvent) 
 		return b, nil
 	}
 	ids := make(map[string]int64, len(missing))
-	// A list another applier adds while the statement runs is neither
+	// A list another process adds while the statement runs is neither
 	// added by it (the conflict) nor visible to it (its snapshot is older):
 	// the next statement sees it.
 	for attempt := 0; attempt < 3; attempt++ {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/abacus-billing/abacus"
+	"github.com/abacus-billing/abacus/internal/countedsets"
 	"github.com/cockroachdb/apd/v3"
 	"github.com/jackc/pgx/v5"
 )
@@ -28,7 +29,7 @@ func (s *Store) FindEvent(ctx context.Context, tenantID, id string) (*abacus.Sto
 		return nil, err
 	}
 	if counted == nil {
-		return nil, fmt.Errorf("event %s/%s: its row names a counted list that counted_sets does not hold", tenantID, id)
+		return nil, countedsets.Missing(tenantID, id)
 	}
 	e.Time, e.IngestTime = fromNS(t), fromNS(it)
 	e.Properties, e.Partition, e.Sequence = []byte(props), int(part), uint64(seq)

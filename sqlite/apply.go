@@ -240,8 +240,8 @@ const eventColumns = `tenant_id, id, type, customer_id, time, time_given, ingest
 
 // storedEventColumns reads eventColumns back, the counted list from
 // counted_sets where the row names one (migration 0006).
-const storedEventColumns = `tenant_id, id, type, customer_id, time, time_given, ingest_time, properties, hash, log_partition, log_seq,
-	CASE counted_set WHEN 0 THEN counted ELSE (SELECT c.counted FROM counted_sets c WHERE c.id = events.counted_set) END, skipped`
+const storedEventColumns = `tenant_id, id, type, customer_id, time, time_given, ingest_time, properties, hash, log_partition, log_seq, ` +
+	countedsets.Column + `, skipped`
 
 // multiRow is a statement whose VALUES (or IN list) repeats one row of
 // placeholders: fewer statements is most of the cost of bulk writes in

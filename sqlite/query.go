@@ -5,9 +5,9 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
-	"fmt"
 
 	"github.com/abacus-billing/abacus"
+	"github.com/abacus-billing/abacus/internal/countedsets"
 )
 
 func errorsJoin(errs ...error) error { return errors.Join(errs...) }
@@ -28,7 +28,7 @@ func (s *Store) FindEvent(ctx context.Context, tenantID, id string) (*abacus.Sto
 		return nil, err
 	}
 	if !counted.Valid {
-		return nil, fmt.Errorf("event %s/%s: its row names a counted list that counted_sets does not hold", tenantID, id)
+		return nil, countedsets.Missing(tenantID, id)
 	}
 	e.Time, e.TimeGiven, e.IngestTime = fromNS(t), given == 1, fromNS(it)
 	e.Properties, e.Sequence = []byte(props), uint64(seq)

@@ -8,6 +8,7 @@ package countedsets
 
 import (
 	"cmp"
+	"fmt"
 	"sync"
 
 	"github.com/abacus-billing/abacus"
@@ -19,6 +20,12 @@ import (
 // event's row: a reference would save a few bytes at the price of a row of
 // counted_sets.
 const Min = 16
+
+// Max is the longest list counted_sets holds. A longer one (many meters,
+// or groups of long values) stays in its event's row: PostgreSQL's unique
+// index refuses entries over 2,704 bytes, and an insert it refused would
+// fail its apply transaction for good.
+const Max = 2000
 
 // Batch is the counted lists of the events of one insert: the distinct
 // lists' JSON, the id of each in counted_sets (0 for a list kept in its
@@ -54,11 +61,13 @@ func Gather(events []abacus.AppliedEvent) *Batch {
 
 // Shared reports whether list k is to be stored once: two or more events
 // of the insert have it (counting events that turn out to be repeats) and
-// it is not shorter than Min. A list seen once stays in its event's row
+// its length is within [Min, Max]. A list seen once stays in its event's row
 // unless it is cached, so that a meter grouped by a value unique to each
 // event costs no more than before (a row of counted_sets and its index
 // entry would cost more than the list in the row).
-func (b *Batch) Shared(k int) bool { return b.counts[k] >= 2 && len(b.Lists[k]) >= Min }
+func (b *Batch) Shared(k int) bool {
+	return b.counts[k] >= 2 && len(b.Lists[k]) >= Min && len(b.Lists[k]) <= Max
+}
 
 // Row returns what event i's row stores: its list's JSON and 0, or "" and
 // the list's id in counted_sets.
@@ -71,18 +80,19 @@ func (b *Batch) Row(i int) (string, int64) {
 }
 
 // Cache maps lists to their ids in counted_sets, so that storing an event
-// whose list is known reads nothing. A list not cached costs one read of
-// counted_sets' unique index, never correctness. Its methods are safe for
-// concurrent use.
+// whose list is known looks nothing up. A list not cached costs a lookup
+// in counted_sets (on PostgreSQL an insert-or-find statement of its own),
+// never correctness. Its methods are safe for concurrent use.
 type Cache struct {
 	mu    sync.Mutex
 	ids   map[string]int64
 	limit int // lists cached at most; 0 is MaxCached (tests set it)
 }
 
-// MaxCached bounds a Cache (~250 B a list with its map entry, so ~4 MB):
-// when it is full it starts over. `abacus bench` has 20 lists; a meter
-// grouped by a value with many distinct values has more.
+// MaxCached bounds a Cache: when it is full it starts over. At the
+// bench's ~250 B a list with its map entry that is ~4 MB, at Max bytes a
+// list ~33 MB. `abacus bench` has 20 lists; a meter grouped by a value
+// with many distinct values has more.
 const MaxCached = 16_384
 
 // SetLimit sets how many lists c holds at most (tests).
@@ -131,4 +141,16 @@ func (c *Cache) Len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.ids)
+}
+
+// Column reads a row's counted list: from counted_sets when the row names
+// one (counted_set > 0), from the row otherwise. NULL when the row names a
+// list counted_sets does not hold (Missing). It reads the same in both
+// stores' SQL.
+const Column = `CASE counted_set WHEN 0 THEN counted ELSE (SELECT c.counted FROM counted_sets c WHERE c.id = events.counted_set) END`
+
+// Missing is the error for an event whose row names a list counted_sets
+// does not hold, which the stores never write.
+func Missing(tenantID, id string) error {
+	return fmt.Errorf("event %s/%s: its row names a counted list that counted_sets does not hold", tenantID, id)
 }
