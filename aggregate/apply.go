@@ -94,7 +94,6 @@ type batch struct {
 	// thirds of adding up a batch's rollups, on the single writer's time.
 	rows      []abacus.RollupKey
 	rowIndex  map[abacus.RollupKey]int32
-	deltas    []abacus.RollupDelta // the transaction's deltas, by row
 	positions map[int]uint64
 	scratch   []abacus.Event
 	small     int // batches in a row much smaller than the arrays (reset)
@@ -172,15 +171,11 @@ func (b *batch) indexRows(i int) {
 
 // rollups adds up the contributions of the events stored (uniq[i] for
 // each i with inserted[i]) into one delta per row, and the distinct values
-// of unique_count meters into roll.Uniques. The deltas are the batch's
-// own, valid until the next call or reset.
+// of unique_count meters into roll.Uniques. The deltas are new on every
+// call (a retried transaction calls it again), and not kept: ~300 B a
+// row, and a batch of backdated events has about a row per contribution.
 func (b *batch) rollups(inserted func(i int) bool, roll *Rollup) ([]abacus.RollupDelta, error) {
-	ds := b.deltas[:0]
-	if cap(ds) < len(b.rows) {
-		ds = make([]abacus.RollupDelta, 0, len(b.rows))
-	}
-	ds = ds[:len(b.rows)]
-	clear(ds) // a retried transaction calls this again
+	ds := make([]abacus.RollupDelta, len(b.rows))
 	for i := range b.uniq {
 		if !inserted(i) {
 			continue
@@ -203,7 +198,6 @@ func (b *batch) rollups(inserted func(i int) bool, roll *Rollup) ([]abacus.Rollu
 			out = append(out, ds[k])
 		}
 	}
-	b.deltas = ds
 	return out, nil
 }
 
@@ -222,7 +216,7 @@ func (b *batch) reset() {
 		b.small = 0
 	}
 	if b.small >= shrinkAfter {
-		b.uniq, b.contribs, b.repeats, b.rows, b.deltas = nil, nil, nil, nil, nil
+		b.uniq, b.contribs, b.repeats, b.rows = nil, nil, nil, nil
 		b.first = map[eventKey]int{}
 		b.rowIndex = map[abacus.RollupKey]int32{}
 		b.small = 0
@@ -235,8 +229,7 @@ func (b *batch) reset() {
 	clear(b.positions)
 	clear(b.rows)
 	clear(b.rowIndex)
-	clear(b.deltas)
-	b.rows, b.deltas = b.rows[:0], b.deltas[:0]
+	b.rows = b.rows[:0]
 	b.msgs, b.uniq, b.contribs, b.repeats = b.msgs[:0], b.uniq[:0], b.contribs[:0], b.repeats[:0]
 	b.n, b.size, b.metersVersion = 0, 0, -1
 }
