@@ -21,39 +21,28 @@ import (
 // transaction then fails stays in counted_sets, unused until its events
 // are applied again.
 func (s *Store) countedLists(ctx context.Context, events []abacus.AppliedEvent) (*countedsets.Batch, error) {
-	b := countedsets.Gather(events)
-	missing := s.counted.Known(b)
-	if len(missing) == 0 {
-		return b, nil
-	}
-	ids := make(map[string]int64, len(missing))
-	// A list another process adds while the statement runs is neither
-	// added by it (the conflict) nor visible to it (its snapshot is older):
-	// the next statement sees it.
-	for attempt := 0; attempt < 3; attempt++ {
-		var lists []string
-		for _, k := range missing {
-			if _, ok := ids[b.Lists[k]]; !ok {
-				lists = append(lists, b.Lists[k])
+	return s.counted.Lists(events, func(lists []string) (map[string]int64, error) {
+		ids := make(map[string]int64, len(lists))
+		// A list another process adds while the statement runs is neither
+		// added by it (the conflict) nor visible to it (its snapshot is
+		// older): the next statement sees it.
+		for attempt := 0; attempt < 3; attempt++ {
+			var todo []string
+			for _, list := range lists {
+				if _, ok := ids[list]; !ok {
+					todo = append(todo, list)
+				}
+			}
+			if len(todo) == 0 {
+				break
+			}
+			slices.Sort(todo) // concurrent adds take the unique index's locks in one order
+			if err := s.addCounted(ctx, todo, ids); err != nil {
+				return nil, err
 			}
 		}
-		if len(lists) == 0 {
-			break
-		}
-		slices.Sort(lists) // concurrent adds take the unique index's locks in one order
-		if err := s.addCounted(ctx, lists, ids); err != nil {
-			return nil, err
-		}
-	}
-	for _, k := range missing {
-		id, ok := ids[b.Lists[k]]
-		if !ok {
-			return nil, fmt.Errorf("counted list %s: neither added nor found", b.Lists[k])
-		}
-		s.counted.Put(b.Lists[k], id)
-		b.IDs[k] = id
-	}
-	return b, nil
+		return ids, nil
+	})
 }
 
 // addCounted adds lists to counted_sets, or finds them there, and sets

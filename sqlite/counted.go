@@ -17,33 +17,29 @@ import (
 // A list added here is added in the apply transaction: if that does not
 // commit, Apply drops the cache (Store.counted), whose ids went with it.
 func (t *applyTx) countedLists(ctx context.Context, events []abacus.AppliedEvent) (*countedsets.Batch, error) {
-	b := countedsets.Gather(events)
-	missing := t.counted.Known(b)
-	if len(missing) == 0 {
-		return b, nil
-	}
-	find, err := t.tx.PrepareContext(ctx, `SELECT id FROM counted_sets WHERE counted = ?`)
-	if err != nil {
-		return nil, err
-	}
-	defer find.Close()
-	add, err := t.tx.PrepareContext(ctx, `INSERT INTO counted_sets(counted) VALUES (?) RETURNING id`)
-	if err != nil {
-		return nil, err
-	}
-	defer add.Close()
-	for _, k := range missing {
-		list := b.Lists[k]
-		var id int64
-		err := find.QueryRowContext(ctx, list).Scan(&id)
-		if errors.Is(err, sql.ErrNoRows) {
-			err = add.QueryRowContext(ctx, list).Scan(&id)
-		}
+	return t.counted.Lists(events, func(lists []string) (map[string]int64, error) {
+		find, err := t.tx.PrepareContext(ctx, `SELECT id FROM counted_sets WHERE counted = ?`)
 		if err != nil {
-			return nil, fmt.Errorf("counted list %s: %w", list, err)
+			return nil, err
 		}
-		t.counted.Put(list, id)
-		b.IDs[k] = id
-	}
-	return b, nil
+		defer find.Close()
+		add, err := t.tx.PrepareContext(ctx, `INSERT INTO counted_sets(counted) VALUES (?) RETURNING id`)
+		if err != nil {
+			return nil, err
+		}
+		defer add.Close()
+		ids := make(map[string]int64, len(lists))
+		for _, list := range lists {
+			var id int64
+			err := find.QueryRowContext(ctx, list).Scan(&id)
+			if errors.Is(err, sql.ErrNoRows) {
+				err = add.QueryRowContext(ctx, list).Scan(&id)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("counted list %s: %w", list, err)
+			}
+			ids[list] = id
+		}
+		return ids, nil
+	})
 }

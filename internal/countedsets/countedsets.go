@@ -31,14 +31,14 @@ const Max = 2000
 // lists' JSON, the id of each in counted_sets (0 for a list kept in its
 // events' rows), and each event's list.
 type Batch struct {
-	Lists  []string
-	IDs    []int64
-	of     []int32 // events[i]'s list is Lists[of[i]]
+	lists  []string
+	ids    []int64
+	of     []int32 // events[i]'s list is lists[of[i]]
 	counts []int
 }
 
-// Gather returns the lists of events, none of them given an id yet.
-func Gather(events []abacus.AppliedEvent) *Batch {
+// gather returns the lists of events, none of them given an id yet.
+func gather(events []abacus.AppliedEvent) *Batch {
 	b := &Batch{of: make([]int32, len(events))}
 	index := make(map[string]int32)
 	var buf []byte
@@ -46,37 +46,67 @@ func Gather(events []abacus.AppliedEvent) *Batch {
 		buf = jsonenc.Counted(buf[:0], events[i].Counted)
 		k, ok := index[string(buf)] // no allocation for a lookup
 		if !ok {
-			k = int32(len(b.Lists))
+			k = int32(len(b.lists))
 			list := string(buf)
 			index[list] = k
-			b.Lists = append(b.Lists, list)
+			b.lists = append(b.lists, list)
 			b.counts = append(b.counts, 0)
 		}
 		b.counts[k]++
 		b.of[i] = k
 	}
-	b.IDs = make([]int64, len(b.Lists))
+	b.ids = make([]int64, len(b.lists))
 	return b
 }
 
-// Shared reports whether list k is to be stored once: two or more events
+// shared reports whether list k is to be stored once: two or more events
 // of the insert have it (counting events that turn out to be repeats) and
 // its length is within [Min, Max]. A list seen once stays in its event's row
 // unless it is cached, so that a meter grouped by a value unique to each
 // event costs no more than before (a row of counted_sets and its index
 // entry would cost more than the list in the row).
-func (b *Batch) Shared(k int) bool {
-	return b.counts[k] >= 2 && len(b.Lists[k]) >= Min && len(b.Lists[k]) <= Max
+func (b *Batch) shared(k int) bool {
+	return b.counts[k] >= 2 && len(b.lists[k]) >= Min && len(b.lists[k]) <= Max
 }
 
 // Row returns what event i's row stores: its list's JSON and 0, or "" and
 // the list's id in counted_sets.
 func (b *Batch) Row(i int) (string, int64) {
 	k := b.of[i]
-	if id := b.IDs[k]; id != 0 {
+	if id := b.ids[k]; id != 0 {
 		return "", id
 	}
-	return b.Lists[k], 0
+	return b.lists[k], 0
+}
+
+// Lists decides where each event's counted list is stored: the lists to
+// share get their ids from c or, for those c does not hold, from add,
+// which finds or adds the lists it is given in counted_sets (each store
+// its own way) and returns their ids; c keeps those. Row then gives each
+// event's row.
+func (c *Cache) Lists(events []abacus.AppliedEvent, add func(lists []string) (map[string]int64, error)) (*Batch, error) {
+	b := gather(events)
+	missing := c.known(b)
+	if len(missing) == 0 {
+		return b, nil
+	}
+	lists := make([]string, len(missing))
+	for j, k := range missing {
+		lists[j] = b.lists[k]
+	}
+	ids, err := add(lists)
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range missing {
+		id, ok := ids[b.lists[k]]
+		if !ok {
+			return nil, fmt.Errorf("counted list %s: neither added nor found", b.lists[k])
+		}
+		c.put(b.lists[k], id)
+		b.ids[k] = id
+	}
+	return b, nil
 }
 
 // Cache maps lists to their ids in counted_sets, so that storing an event
@@ -102,24 +132,24 @@ func (c *Cache) SetLimit(n int) {
 	c.limit = n
 }
 
-// Known sets the id of each list of b that c holds, and returns the
-// indexes of the lists to share (Shared) that it does not.
-func (c *Cache) Known(b *Batch) []int {
+// known sets the id of each list of b that c holds, and returns the
+// indexes of the lists to share (shared) that it does not.
+func (c *Cache) known(b *Batch) []int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var missing []int
-	for k, list := range b.Lists {
+	for k, list := range b.lists {
 		if id, ok := c.ids[list]; ok {
-			b.IDs[k] = id
-		} else if b.Shared(k) {
+			b.ids[k] = id
+		} else if b.shared(k) {
 			missing = append(missing, k)
 		}
 	}
 	return missing
 }
 
-// Put records that list has id.
-func (c *Cache) Put(list string, id int64) {
+// put records that list has id.
+func (c *Cache) put(list string, id int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.ids == nil || len(c.ids) >= cmp.Or(c.limit, MaxCached) {

@@ -20,21 +20,21 @@ func TestBatch(t *testing.T) {
 		return abacus.AppliedEvent{Event: abacus.Event{}, Counted: counted}
 	}
 	events := []abacus.AppliedEvent{ev(a), ev(nil), ev(b), ev(a), ev(nil), ev(long), ev(long)}
-	batch := Gather(events)
+	batch := gather(events)
 	var shared []string
-	for k, list := range batch.Lists {
-		shared = append(shared, fmt.Sprintf("%s:%v", list[:min(len(list), 30)], batch.Shared(k)))
+	for k, list := range batch.lists {
+		shared = append(shared, fmt.Sprintf("%s:%v", list[:min(len(list), 30)], batch.shared(k)))
 	}
 	if got, want := strings.Join(shared, " "), `[{"meter":"tokens","group":"{\:true []:false [{"meter":"tokens","group":"{\:false [{"meter":"tokens","group":"{\:false`; got != want {
 		t.Fatalf("shared: %s\nwant:   %s", got, want)
 	}
 	var c Cache
 	c.SetLimit(2)
-	c.Put(batch.Lists[2], 7) // b, seen once but cached
-	if missing := c.Known(batch); fmt.Sprint(missing) != "[0]" {
+	c.put(batch.lists[2], 7) // b, seen once but cached
+	if missing := c.known(batch); fmt.Sprint(missing) != "[0]" {
 		t.Fatalf("missing %v, want [0] (a)", missing)
 	}
-	batch.IDs[0] = 5
+	batch.ids[0] = 5
 	rows := ""
 	for i := range events {
 		list, id := batch.Row(i)
@@ -43,8 +43,8 @@ func TestBatch(t *testing.T) {
 	if want := `5:"" 0:"[]" 7:"" 5:"" 0:"[]" 0:"[{\"m" 0:"[{\"m" `; rows != want {
 		t.Fatalf("rows %s\nwant %s", rows, want)
 	}
-	c.Put("x", 1)
-	c.Put("y", 2) // the cache held two: it starts over
+	c.put("x", 1)
+	c.put("y", 2) // the cache held two: it starts over
 	if c.Len() != 1 {
 		t.Fatalf("cache holds %d lists, want 1", c.Len())
 	}
