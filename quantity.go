@@ -27,6 +27,13 @@ const MaxQuantityScale = 12
 // fractional digits, and magnitudes of 10^30 or more.
 func ParseQuantity(s string) (apd.Decimal, error) {
 	var d apd.Decimal
+	if n, ok := smallInteger(s); ok {
+		// Most values are plain integers (tokens, bytes, calls):
+		// SetString's general parse was 85% of ParseQuantity.
+		d.SetInt64(n)
+		d.Reduce(&d)
+		return d, nil
+	}
 	if _, _, err := d.SetString(s); err != nil {
 		return d, Errorf(EINVALID, "%q is not a decimal number", s)
 	}
@@ -46,6 +53,34 @@ func ParseQuantity(s string) (apd.Decimal, error) {
 	}
 	d.Reduce(&d)
 	return d, nil
+}
+
+// smallInteger parses s when it is an integer of at most 18 digits with
+// an optional minus sign and not negative zero: exactly the values
+// SetString gives the same decimal as SetInt64 followed by Reduce.
+func smallInteger(s string) (int64, bool) {
+	digits := s
+	if len(digits) > 0 && digits[0] == '-' {
+		digits = digits[1:]
+	}
+	if len(digits) == 0 || len(digits) > 18 {
+		return 0, false
+	}
+	var n int64
+	for i := 0; i < len(digits); i++ {
+		c := digits[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	if len(digits) < len(s) {
+		if n == 0 {
+			return 0, false // "-0": SetString keeps the sign
+		}
+		n = -n
+	}
+	return n, true
 }
 
 // Merge folds o into d: counts and sums add, min and max widen, and the
