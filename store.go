@@ -118,6 +118,12 @@ type AppliedEvent struct {
 	Sequence  uint64
 	Counted   []Counted // meters it counted in (when new)
 	Skipped   []Skipped // meters of its type that did not count it, and why
+	// CountedJSON is Counted as the stores keep it (the JSON array of
+	// internal/jsonenc.Counted), when the caller has encoded it; "": the
+	// store encodes Counted. The aggregator encodes it while gathering a
+	// batch, off the single writer's time, and gives the events of a
+	// batch that share a list one string.
+	CountedJSON string
 }
 
 // InsertResult is the outcome of inserting one event.

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/abacus-billing/abacus"
+	"github.com/abacus-billing/abacus/internal/jsonenc"
 )
 
 // messageEvents reads the event count of a log message without decoding it.
@@ -92,8 +93,12 @@ type batch struct {
 	// contribution's row (indexRows), so that the transaction adds to
 	// rows by index: hashing every contribution's key there was two
 	// thirds of adding up a batch's rollups, on the single writer's time.
-	rows      []abacus.RollupKey
-	rowIndex  map[abacus.RollupKey]int32
+	rows     []abacus.RollupKey
+	rowIndex map[abacus.RollupKey]int32
+	// lists holds each distinct counted list's JSON once (evaluate); buf
+	// is its encoding scratch.
+	lists     map[string]string
+	buf       []byte
 	positions map[int]uint64
 	scratch   []abacus.Event
 	small     int // batches in a row much smaller than the arrays (reset)
@@ -109,7 +114,8 @@ type inBatch struct {
 }
 
 func newBatch() *batch {
-	return &batch{first: map[eventKey]int{}, positions: map[int]uint64{}, rowIndex: map[abacus.RollupKey]int32{}, metersVersion: -1}
+	return &batch{first: map[eventKey]int{}, positions: map[int]uint64{}, rowIndex: map[abacus.RollupKey]int32{},
+		lists: map[string]string{}, metersVersion: -1}
 }
 
 // add decodes log message m into the batch and evaluates its new events
@@ -142,15 +148,37 @@ func (b *batch) add(m abacus.LogMessage, meters map[[2]string][]*Meter, v int64,
 		}
 		b.first[k] = len(b.uniq)
 		b.uniq = append(b.uniq, ae)
-		var c []contribution
+		b.contribs = append(b.contribs, nil)
 		if b.metersVersion >= 0 {
-			c = evaluateEvent(meters, &b.uniq[len(b.uniq)-1])
+			b.evaluate(meters, len(b.uniq)-1)
 		}
-		b.contribs = append(b.contribs, c)
-		b.indexRows(len(b.uniq) - 1)
 	}
 	clear(b.scratch)
 }
+
+// evaluate evaluates uniq[i] under meters: its contributions, its counted
+// list's JSON and its contributions' rows. Events whose lists are equal
+// get one string (up to maxLists distinct lists a batch), so the store
+// tells them apart by a string comparison that stops at the pointer.
+func (b *batch) evaluate(meters map[[2]string][]*Meter, i int) {
+	e := &b.uniq[i]
+	b.contribs[i] = evaluateEvent(meters, e)
+	b.buf = jsonenc.Counted(b.buf[:0], e.Counted)
+	list, ok := b.lists[string(b.buf)] // no allocation for a lookup
+	if !ok {
+		list = string(b.buf)
+		if len(b.lists) < maxLists {
+			b.lists[list] = list
+		}
+	}
+	e.CountedJSON = list
+	b.indexRows(i)
+}
+
+// maxLists bounds the distinct counted lists a batch shares strings for:
+// a meter grouped by a value that differs per event gives each event a
+// list of its own, which sharing would only index.
+const maxLists = 4096
 
 // indexRows sets the row of each contribution of uniq[i], adding rows
 // not seen yet.
@@ -219,6 +247,7 @@ func (b *batch) reset() {
 		b.uniq, b.contribs, b.repeats, b.rows = nil, nil, nil, nil
 		b.first = map[eventKey]int{}
 		b.rowIndex = map[abacus.RollupKey]int32{}
+		b.lists = map[string]string{}
 		b.small = 0
 	}
 	clear(b.msgs)
@@ -229,6 +258,7 @@ func (b *batch) reset() {
 	clear(b.positions)
 	clear(b.rows)
 	clear(b.rowIndex)
+	clear(b.lists)
 	b.rows = b.rows[:0]
 	b.msgs, b.uniq, b.contribs, b.repeats = b.msgs[:0], b.uniq[:0], b.contribs[:0], b.repeats[:0]
 	b.n, b.size, b.metersVersion = 0, 0, -1
@@ -258,8 +288,7 @@ func (a *Aggregator) apply(ctx context.Context, b *batch) error {
 			clear(b.rows)
 			b.rows = b.rows[:0]
 			for i := range uniq {
-				b.contribs[i] = evaluateEvent(meters, &uniq[i])
-				b.indexRows(i)
+				b.evaluate(meters, i)
 			}
 			b.metersVersion = version
 		}

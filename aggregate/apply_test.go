@@ -6,8 +6,10 @@ import (
 	"slices"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/abacus-billing/abacus"
+	"github.com/abacus-billing/abacus/internal/jsonenc"
 )
 
 // TestBatchReset: a reset batch holds no events, keeps its arrays through
@@ -207,5 +209,56 @@ func TestBatchRollupsAgain(t *testing.T) {
 		if got := sums(c.stored...); got != c.want {
 			t.Errorf("stored %v: %s, want %s", c.stored, got, c.want)
 		}
+	}
+}
+
+// TestBatchCountedJSON: gathering gives every event its counted list's
+// JSON, the encoding the stores keep, and the events of a batch with equal
+// lists one string; an event counted nowhere gets "[]". It fails if a
+// list is encoded differently from what a store would encode, or if equal
+// lists are not shared (the store's lookup then compares their bytes).
+func TestBatchCountedJSON(t *testing.T) {
+	m, err := CompileMeter(&abacus.Meter{TenantID: "t", Key: "tokens", EventType: "call", Aggregation: abacus.AggSum, Value: "$.n",
+		GroupBy: map[string]string{"model": "$.m"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	count, err := CompileMeter(&abacus.Meter{TenantID: "t", Key: "calls", EventType: "call", Aggregation: abacus.AggCount})
+	if err != nil {
+		t.Fatal(err)
+	}
+	meters := map[[2]string][]*Meter{{"t", "call"}: {count, m}}
+	now := time.Date(2026, 11, 2, 10, 0, 0, 0, time.UTC)
+	b := newBatch()
+	for i, p := range []string{`{"n":1,"m":"a"}`, `{"n":2,"m":"b\""}`, `{"n":4,"m":"a"}`, `{"n":"x"}`, `{"n":8,"m":"b\""}`} {
+		e := abacus.Event{TenantID: "t", ID: fmt.Sprint("e", i), Type: "call", Customer: "c", Time: now, TimeGiven: true, IngestTime: now,
+			Properties: []byte(p)}
+		if i == 3 {
+			e.Type = "other" // no meter counts it
+		}
+		b.add(abacus.LogMessage{Partition: 0, Sequence: uint64(i + 1), Data: abacus.AppendRecord(abacus.AppendMessage(nil, 1), &e)}, meters, 1, &Aggregator{})
+	}
+	want := []string{
+		`[{"meter":"calls","group":"{}"},{"meter":"tokens","group":"{\"model\":\"a\"}"}]`,
+		`[{"meter":"calls","group":"{}"},{"meter":"tokens","group":"{\"model\":\"b\\\"\"}"}]`,
+		`[{"meter":"calls","group":"{}"},{"meter":"tokens","group":"{\"model\":\"a\"}"}]`,
+		`[]`,
+		`[{"meter":"calls","group":"{}"},{"meter":"tokens","group":"{\"model\":\"b\\\"\"}"}]`,
+	}
+	for i, e := range b.uniq {
+		if e.CountedJSON != want[i] {
+			t.Errorf("event %d: CountedJSON %s, want %s", i, e.CountedJSON, want[i])
+		}
+		if enc := string(jsonenc.Counted(nil, e.Counted)); e.CountedJSON != enc {
+			t.Errorf("event %d: CountedJSON %s, but its Counted encodes as %s", i, e.CountedJSON, enc)
+		}
+	}
+	same := func(a, b string) bool { return unsafe.StringData(a) == unsafe.StringData(b) }
+	if !same(b.uniq[0].CountedJSON, b.uniq[2].CountedJSON) || !same(b.uniq[1].CountedJSON, b.uniq[4].CountedJSON) {
+		t.Error("events with equal counted lists do not share one string")
+	}
+	b.reset()
+	if len(b.lists) != 0 {
+		t.Errorf("reset kept %d lists", len(b.lists))
 	}
 }

@@ -366,8 +366,11 @@ func (t *applyTx) InsertEvents(ctx context.Context, events []abacus.AppliedEvent
 			given = 1
 		}
 		counted, set := lists.Row(i)
-		buf = jsonenc.Skipped(buf[:0], e.Skipped)
-		skipped := string(buf)
+		skipped := "[]" // jsonenc.Skipped of none, without allocating a string per event
+		if len(e.Skipped) > 0 {
+			buf = jsonenc.Skipped(buf[:0], e.Skipped)
+			skipped = string(buf)
+		}
 		return append(into, base+1+int64(i), e.TenantID, e.ID, e.Type, e.Customer, e.Time.UnixNano(), given, e.IngestTime.UnixNano(),
 			string(e.Properties), e.Hash[:], e.Partition, int64(e.Sequence), counted, skipped, set, appliedAt)
 	}, func(rows *sql.Rows) error {

@@ -37,26 +37,41 @@ type Batch struct {
 	counts []int
 }
 
-// gather returns the lists of events, none of them given an id yet.
+// gather returns the lists of events, none of them given an id yet: each
+// event's CountedJSON, or its Counted encoded where that is "".
 func gather(events []abacus.AppliedEvent) *Batch {
 	b := &Batch{of: make([]int32, len(events))}
 	index := make(map[string]int32)
 	var buf []byte
 	for i := range events {
-		buf = jsonenc.Counted(buf[:0], events[i].Counted)
-		k, ok := index[string(buf)] // no allocation for a lookup
-		if !ok {
-			k = int32(len(b.lists))
-			list := string(buf)
-			index[list] = k
-			b.lists = append(b.lists, list)
-			b.counts = append(b.counts, 0)
+		var k int32
+		var ok bool
+		if list := events[i].CountedJSON; list != "" {
+			k, ok = index[list]
+			if !ok {
+				k = b.add(index, list)
+			}
+		} else {
+			buf = jsonenc.Counted(buf[:0], events[i].Counted)
+			k, ok = index[string(buf)] // no allocation for a lookup
+			if !ok {
+				k = b.add(index, string(buf))
+			}
 		}
 		b.counts[k]++
 		b.of[i] = k
 	}
 	b.ids = make([]int64, len(b.lists))
 	return b
+}
+
+// add adds list to b as its next distinct list.
+func (b *Batch) add(index map[string]int32, list string) int32 {
+	k := int32(len(b.lists))
+	index[list] = k
+	b.lists = append(b.lists, list)
+	b.counts = append(b.counts, 0)
+	return k
 }
 
 // shared reports whether list k is to be stored once: two or more events

@@ -53,3 +53,20 @@ func TestBatch(t *testing.T) {
 		t.Fatalf("dropped cache holds %d lists", c.Len())
 	}
 }
+
+// TestBatchGivenJSON: an event's CountedJSON, when given, is its list as
+// is (Counted is not encoded again), and it groups with events whose equal
+// list is encoded from Counted.
+func TestBatchGivenJSON(t *testing.T) {
+	a := []abacus.Counted{{Meter: "tokens", Group: `{"model":"a"}`}}
+	given := `[{"meter":"tokens","group":"{\"model\":\"a\"}"}]`
+	events := []abacus.AppliedEvent{
+		{Counted: a},
+		{Counted: a, CountedJSON: given},
+		{Counted: nil, CountedJSON: `[{"meter":"given only"}]`},
+	}
+	batch := gather(events)
+	if got := fmt.Sprint(batch.lists, batch.of, batch.counts); got != fmt.Sprint([]string{given, `[{"meter":"given only"}]`}, []int32{0, 0, 1}, []int{2, 1}) {
+		t.Fatalf("lists, of, counts: %s", got)
+	}
+}
