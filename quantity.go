@@ -55,9 +55,10 @@ func ParseQuantity(s string) (apd.Decimal, error) {
 	return d, nil
 }
 
-// smallInteger parses s when it is an integer of at most 18 digits with
-// an optional minus sign and not negative zero: exactly the values
-// SetString gives the same decimal as SetInt64 followed by Reduce.
+// smallInteger parses s when it is an integer of at most 18 digits (so
+// that it fits an int64) with an optional minus sign: for these, SetInt64
+// followed by Reduce gives the decimal SetString followed by Reduce gives
+// (Reduce makes every zero positive, "-0" included).
 func smallInteger(s string) (int64, bool) {
 	digits := s
 	if len(digits) > 0 && digits[0] == '-' {
@@ -75,9 +76,6 @@ func smallInteger(s string) (int64, bool) {
 		n = n*10 + int64(c-'0')
 	}
 	if len(digits) < len(s) {
-		if n == 0 {
-			return 0, false // "-0": SetString keeps the sign
-		}
 		n = -n
 	}
 	return n, true
