@@ -177,8 +177,13 @@ func (b *batch) evaluate(meters map[[2]string][]*Meter, i int) {
 
 // maxLists bounds the distinct counted lists a batch shares strings for:
 // a meter grouped by a value that differs per event gives each event a
-// list of its own, which sharing would only index.
+// list of its own, which sharing would only index. A batch holds its
+// events' lists until reset (~100 B an event when each has its own),
+// where the store used to hold them only while inserting.
 const maxLists = 4096
+
+// maxListBuf is the largest encoding scratch a batch keeps across resets.
+const maxListBuf = 64 << 10
 
 // indexRows sets the row of each contribution of uniq[i], adding rows
 // not seen yet.
@@ -259,6 +264,9 @@ func (b *batch) reset() {
 	clear(b.rows)
 	clear(b.rowIndex)
 	clear(b.lists)
+	if cap(b.buf) > maxListBuf {
+		b.buf = nil // one very long list does not keep its buffer in every batch
+	}
 	b.rows = b.rows[:0]
 	b.msgs, b.uniq, b.contribs, b.repeats = b.msgs[:0], b.uniq[:0], b.contribs[:0], b.repeats[:0]
 	b.n, b.size, b.metersVersion = 0, 0, -1
@@ -285,6 +293,7 @@ func (a *Aggregator) apply(ctx context.Context, b *batch) error {
 		// evaluated again.
 		if b.metersVersion != version {
 			clear(b.rowIndex)
+			clear(b.lists) // every event's list is encoded again
 			clear(b.rows)
 			b.rows = b.rows[:0]
 			for i := range uniq {

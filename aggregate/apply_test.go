@@ -262,3 +262,53 @@ func TestBatchCountedJSON(t *testing.T) {
 		t.Errorf("reset kept %d lists", len(b.lists))
 	}
 }
+
+// TestBatchMetersChanged: a batch gathered under one set of meters and
+// applied after another meter was created is evaluated again in its
+// transaction, counted lists included: the stored event names both meters.
+// It fails if the transaction keeps the lists encoded while gathering.
+func TestBatchMetersChanged(t *testing.T) {
+	ctx := context.Background()
+	st := openSQLite(t)
+	now := time.Date(2026, 11, 2, 10, 0, 0, 0, time.UTC)
+	if err := st.CreateTenant(ctx, &abacus.Tenant{ID: "t", Name: "t", CreatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	meter := func(m *abacus.Meter) {
+		t.Helper()
+		m.TenantID, m.EventType, m.CreatedAt = "t", "call", now
+		if err := st.CreateMeter(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	meter(&abacus.Meter{Key: "calls", Aggregation: abacus.AggCount})
+	a := New(Config{Store: st})
+	seq := uint64(0)
+	gathered := func(id string) *batch {
+		seq++
+		e := abacus.Event{TenantID: "t", ID: id, Type: "call", Customer: "c", Time: now, TimeGiven: true, IngestTime: now,
+			Properties: []byte(`{"n":3,"m":"a"}`)}
+		b := newBatch()
+		meters, v := a.meters.last()
+		b.add(abacus.LogMessage{Partition: 0, Sequence: seq, Data: abacus.AppendRecord(abacus.AppendMessage(nil, 1), &e)}, meters, v, a)
+		return b
+	}
+	if err := a.apply(ctx, gathered("e1")); err != nil { // loads the meters
+		t.Fatal(err)
+	}
+	b := gathered("e2")
+	if b.metersVersion < 0 || b.uniq[0].CountedJSON != `[{"meter":"calls","group":"{}"}]` {
+		t.Fatalf("gathered under version %d with list %s", b.metersVersion, b.uniq[0].CountedJSON)
+	}
+	meter(&abacus.Meter{Key: "tokens", Aggregation: abacus.AggSum, Value: "$.n", GroupBy: map[string]string{"model": "$.m"}})
+	if err := a.apply(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	e, err := st.FindEvent(ctx, "t", "e2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprintf("%+v", e.Counted); got != `[{Meter:calls Group:{}} {Meter:tokens Group:{"model":"a"}}]` {
+		t.Errorf("e2 counted in %s, want calls and tokens", got)
+	}
+}

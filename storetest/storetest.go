@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/abacus-billing/abacus"
+	"github.com/abacus-billing/abacus/internal/jsonenc"
 	"github.com/cockroachdb/apd/v3"
 )
 
@@ -333,6 +334,15 @@ func testCountedLists(t *testing.T, s abacus.Store) {
 	}
 	stored(with("c1", 3, c), with("c2", 3, c), with("b2", 3, b), with("a4", 3, a), with("d1", 3, d))
 	stored(with("c3", 4, c), with("d2", 4, d), with("d3", 4, d), with("l1", 4, long), with("l2", 4, long))
+	// Lists given encoded (AppliedEvent.CountedJSON, as the aggregator
+	// gives them), alone and beside the same list given only as Counted.
+	given := func(id string, seq uint64, counted []abacus.Counted) abacus.AppliedEvent {
+		e := with(id, seq, counted)
+		e.CountedJSON = string(jsonenc.Counted(nil, counted))
+		return e
+	}
+	e := []abacus.Counted{{Meter: "events"}, {Meter: "tokens", Group: `{"model":"given"}`}}
+	stored(given("a5", 5, a), with("a6", 5, a), given("e1", 5, e), given("e2", 5, e), given("n3", 5, nil), given("l3", 5, long))
 	for id, counted := range want {
 		e, err := s.FindEvent(ctx, "acme", id)
 		must(t, err)
