@@ -26,6 +26,7 @@ func Exercise(t *testing.T, open func(t *testing.T) abacus.Store) {
 	t.Run("Customers", func(t *testing.T) { testCustomers(t, open(t)) })
 	t.Run("Meters", func(t *testing.T) { testMeters(t, open(t)) })
 	t.Run("ApplyDedup", func(t *testing.T) { testApplyDedup(t, open(t)) })
+	t.Run("ApplyDedupMany", func(t *testing.T) { testApplyDedupMany(t, open(t)) })
 	t.Run("ApplyRollback", func(t *testing.T) { testApplyRollback(t, open(t)) })
 	t.Run("CountedLists", func(t *testing.T) { testCountedLists(t, open(t)) })
 	t.Run("Rollups", func(t *testing.T) { testRollups(t, open(t)) })
@@ -348,6 +349,82 @@ func testCountedLists(t *testing.T, s abacus.Store) {
 		must(t, err)
 		if got, w := fmt.Sprintf("%+v", e.Counted), fmt.Sprintf("%+v", counted); got != w || len(e.Counted) != len(counted) {
 			t.Errorf("%s counted = %s, want %s", id, got, w)
+		}
+	}
+}
+
+// testApplyDedupMany: an insert of more events than one statement takes
+// says exactly which it stored, with repeats of stored events (same
+// payload, and another payload) at the start, the middle and the end of
+// its statements, and none at all in others. (The ids of one call are
+// distinct: abacus.ApplyTx.InsertEvents.)
+func testApplyDedupMany(t *testing.T, s abacus.Store) {
+	defer s.Close()
+	ctx := context.Background()
+	seedTenant(t, s, "acme")
+	var first []abacus.AppliedEvent
+	for i := range 300 {
+		first = append(first, event("acme", fmt.Sprint("f", i), 1, fmt.Sprintf(`{"tokens":%d}`, i)))
+	}
+	var res []abacus.InsertResult
+	must(t, s.Apply(ctx, func(tx abacus.ApplyTx) (err error) {
+		res, err = insertEvents(ctx, tx, first)
+		return err
+	}))
+	for i, r := range res {
+		if !r.Inserted {
+			t.Fatalf("first insert: event %d not stored", i)
+		}
+	}
+	// 600 events: new ones, except where repeat says otherwise.
+	repeat := map[int]int{0: 0, 127: 1, 128: 299, 200: 150, 255: 255, 256: 7, 599: 42} // index → stored f<k>
+	conflict := map[int]bool{128: true, 599: true}                                     // another payload
+	var again []abacus.AppliedEvent
+	for i := range 600 {
+		e := event("acme", fmt.Sprint("g", i), 2, fmt.Sprintf(`{"tokens":%d}`, 1000+i))
+		if k, ok := repeat[i]; ok {
+			e = first[k]
+			e.Sequence = 2
+			if conflict[i] {
+				e = event("acme", first[k].ID, 2, `{"tokens":-1}`)
+			}
+		}
+		again = append(again, e)
+	}
+	must(t, s.Apply(ctx, func(tx abacus.ApplyTx) (err error) {
+		res, err = insertEvents(ctx, tx, again)
+		return err
+	}))
+	for i, r := range res {
+		if _, rep := repeat[i]; r.Inserted == rep {
+			t.Errorf("event %d (%s): stored %v", i, again[i].ID, r.Inserted)
+		}
+		if k, ok := repeat[i]; ok && r.ExistingHash != first[k].Hash {
+			t.Errorf("event %d repeats %s: existing hash %x, want %x", i, first[k].ID, r.ExistingHash, first[k].Hash)
+		}
+	}
+	for _, id := range []string{"g1", "g129", "g300", "g598"} {
+		if _, err := s.FindEvent(ctx, "acme", id); err != nil {
+			t.Errorf("find %s: %v", id, err)
+		}
+	}
+	// Two inserts in one transaction, the second repeating every event of
+	// the first: a statement of only repeats, then one of a single repeat.
+	var third []abacus.AppliedEvent
+	for i := range 129 {
+		third = append(third, event("acme", fmt.Sprint("h", i), 3, `{"tokens":1}`))
+	}
+	var res1, res2 []abacus.InsertResult
+	must(t, s.Apply(ctx, func(tx abacus.ApplyTx) (err error) {
+		if res1, err = insertEvents(ctx, tx, third); err != nil {
+			return err
+		}
+		res2, err = tx.InsertEvents(ctx, third)
+		return err
+	}))
+	for i := range third {
+		if !res1[i].Inserted || res2[i].Inserted || res2[i].ExistingHash != third[i].Hash {
+			t.Errorf("h%d: first insert %+v, second %+v", i, res1[i], res2[i])
 		}
 	}
 }
