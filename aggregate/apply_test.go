@@ -60,8 +60,7 @@ func TestBatchRollups(t *testing.T) {
 		meters, v := a.meters.last()
 		for _, e := range events {
 			seq++
-			msg := abacus.AppendRecord(abacus.AppendMessage(nil, 1), &e)
-			b.add(abacus.LogMessage{Partition: 0, Sequence: seq, Data: msg}, meters, v, a)
+			b.add(message(seq, &e), meters, v, a)
 		}
 		if err := a.apply(ctx, b); err != nil {
 			t.Fatal(err)
@@ -118,7 +117,7 @@ func TestBatchRollups(t *testing.T) {
 func TestFillInterval(t *testing.T) {
 	msg := func(seq uint64) abacus.LogMessage {
 		e := abacus.Event{TenantID: "t", ID: fmt.Sprint("e", seq), Type: "call", Customer: "c", Time: time.Unix(0, 0)}
-		return abacus.LogMessage{Sequence: seq, Data: abacus.AppendRecord(abacus.AppendMessage(nil, 1), &e)}
+		return message(seq, &e)
 	}
 	// fill in the background; the result is the events of the batch
 	// offered, or -1 if none was offered within wait.
@@ -163,27 +162,40 @@ func TestFillInterval(t *testing.T) {
 	}
 }
 
+// callMeters compiles the meters of tenant t's "call" events that the
+// batch tests evaluate: "calls" counts them, "tokens" sums $.n grouped by
+// model ($.m).
+func callMeters(t *testing.T) map[[2]string][]*Meter {
+	t.Helper()
+	tokens, err := CompileMeter(&abacus.Meter{TenantID: "t", Key: "tokens", EventType: "call", Aggregation: abacus.AggSum, Value: "$.n",
+		GroupBy: map[string]string{"model": "$.m"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls, err := CompileMeter(&abacus.Meter{TenantID: "t", Key: "calls", EventType: "call", Aggregation: abacus.AggCount})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return map[[2]string][]*Meter{{"t", "call"}: {calls, tokens}}
+}
+
+// message is a log message of partition 0 holding e alone.
+func message(seq uint64, e *abacus.Event) abacus.LogMessage {
+	return abacus.LogMessage{Partition: 0, Sequence: seq, Data: abacus.AppendRecord(abacus.AppendMessage(nil, 1), e)}
+}
+
 // TestBatchRollupsAgain: batch.rollups adds up exactly the events it is
 // told were stored, each time it is called on the same batch (a retried
 // transaction calls it again), and rows no stored event added to are left
 // out; an event whose contributions fall in two rows adds to both.
 func TestBatchRollupsAgain(t *testing.T) {
-	m, err := CompileMeter(&abacus.Meter{TenantID: "t", Key: "tokens", EventType: "call", Aggregation: abacus.AggSum, Value: "$.n",
-		GroupBy: map[string]string{"model": "$.m"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	count, err := CompileMeter(&abacus.Meter{TenantID: "t", Key: "calls", EventType: "call", Aggregation: abacus.AggCount})
-	if err != nil {
-		t.Fatal(err)
-	}
-	meters := map[[2]string][]*Meter{{"t", "call"}: {count, m}}
+	meters := callMeters(t)
 	now := time.Date(2026, 11, 2, 10, 0, 0, 0, time.UTC)
 	b := newBatch()
 	for i, p := range []string{`{"n":1,"m":"a"}`, `{"n":2,"m":"b"}`, `{"n":4,"m":"a"}`, `{"n":8,"m":"b"}`} {
 		e := abacus.Event{TenantID: "t", ID: fmt.Sprint("e", i), Type: "call", Customer: "c", Time: now.Add(time.Duration(i) * time.Second),
 			TimeGiven: true, IngestTime: now, Properties: []byte(p)}
-		b.add(abacus.LogMessage{Partition: 0, Sequence: uint64(i + 1), Data: abacus.AppendRecord(abacus.AppendMessage(nil, 1), &e)}, meters, 1, &Aggregator{})
+		b.add(message(uint64(i+1), &e), meters, 1, &Aggregator{})
 	}
 	sums := func(stored ...int) string {
 		t.Helper()
@@ -218,16 +230,7 @@ func TestBatchRollupsAgain(t *testing.T) {
 // list is encoded differently from what a store would encode, or if equal
 // lists are not shared (the store's lookup then compares their bytes).
 func TestBatchCountedJSON(t *testing.T) {
-	m, err := CompileMeter(&abacus.Meter{TenantID: "t", Key: "tokens", EventType: "call", Aggregation: abacus.AggSum, Value: "$.n",
-		GroupBy: map[string]string{"model": "$.m"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	count, err := CompileMeter(&abacus.Meter{TenantID: "t", Key: "calls", EventType: "call", Aggregation: abacus.AggCount})
-	if err != nil {
-		t.Fatal(err)
-	}
-	meters := map[[2]string][]*Meter{{"t", "call"}: {count, m}}
+	meters := callMeters(t)
 	now := time.Date(2026, 11, 2, 10, 0, 0, 0, time.UTC)
 	b := newBatch()
 	for i, p := range []string{`{"n":1,"m":"a"}`, `{"n":2,"m":"b\""}`, `{"n":4,"m":"a"}`, `{"n":"x"}`, `{"n":8,"m":"b\""}`} {
@@ -236,7 +239,7 @@ func TestBatchCountedJSON(t *testing.T) {
 		if i == 3 {
 			e.Type = "other" // no meter counts it
 		}
-		b.add(abacus.LogMessage{Partition: 0, Sequence: uint64(i + 1), Data: abacus.AppendRecord(abacus.AppendMessage(nil, 1), &e)}, meters, 1, &Aggregator{})
+		b.add(message(uint64(i+1), &e), meters, 1, &Aggregator{})
 	}
 	want := []string{
 		`[{"meter":"calls","group":"{}"},{"meter":"tokens","group":"{\"model\":\"a\"}"}]`,
@@ -290,7 +293,7 @@ func TestBatchMetersChanged(t *testing.T) {
 			Properties: []byte(`{"n":3,"m":"a"}`)}
 		b := newBatch()
 		meters, v := a.meters.last()
-		b.add(abacus.LogMessage{Partition: 0, Sequence: seq, Data: abacus.AppendRecord(abacus.AppendMessage(nil, 1), &e)}, meters, v, a)
+		b.add(message(seq, &e), meters, v, a)
 		return b
 	}
 	if err := a.apply(ctx, gathered("e1")); err != nil { // loads the meters
