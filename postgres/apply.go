@@ -150,11 +150,7 @@ func (t *applyTx) InsertEvents(ctx context.Context, events []abacus.AppliedEvent
 		times[k], given[k], ingest[k] = e.Time.UnixNano(), e.TimeGiven, e.IngestTime.UnixNano()
 		props[k], hashes[k], parts[k], seqs[k] = string(e.Properties), e.Hash[:], int32(e.Partition), int64(e.Sequence)
 		counted[k], sets[k] = lists.Row(i)
-		skipped[k] = "[]" // jsonenc.Skipped of none, without allocating a string per event
-		if len(e.Skipped) > 0 {
-			buf = jsonenc.Skipped(buf[:0], e.Skipped)
-			skipped[k] = string(buf)
-		}
+		skipped[k], buf = jsonenc.SkippedText(buf, e.Skipped)
 	}
 	inserted := make(map[eventKey]bool, n)
 	err = t.exec(ctx, insertEventsSQL, [][]byte{textArray(tenants), textArray(ids), textArray(types), textArray(customers),

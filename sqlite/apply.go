@@ -381,11 +381,8 @@ func (t *applyTx) InsertEvents(ctx context.Context, events []abacus.AppliedEvent
 			given = 1
 		}
 		counted, set := lists.Row(i)
-		skipped := "[]" // jsonenc.Skipped of none, without allocating a string per event
-		if len(e.Skipped) > 0 {
-			buf = jsonenc.Skipped(buf[:0], e.Skipped)
-			skipped = string(buf)
-		}
+		var skipped string
+		skipped, buf = jsonenc.SkippedText(buf, e.Skipped)
 		return append(into, base+1+int64(i), e.TenantID, e.ID, e.Type, e.Customer, e.Time.UnixNano(), given, e.IngestTime.UnixNano(),
 			string(e.Properties), e.Hash[:], e.Partition, int64(e.Sequence), counted, skipped, set, appliedAt)
 	}, nil, func(start, size int) error {

@@ -66,3 +66,14 @@ func Skipped(buf []byte, ss []abacus.Skipped) []byte {
 	}
 	return append(buf, ']')
 }
+
+// SkippedText is Skipped as a string, encoded in buf (returned for reuse).
+// An event no meter skipped, nearly every event, gets the constant "[]":
+// the stores write it per event, and converting the two bytes allocated.
+func SkippedText(buf []byte, ss []abacus.Skipped) (string, []byte) {
+	if len(ss) == 0 {
+		return "[]", buf
+	}
+	buf = Skipped(buf[:0], ss)
+	return string(buf), buf
+}

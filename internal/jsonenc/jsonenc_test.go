@@ -48,5 +48,8 @@ func TestCountedSkippedMatchMarshal(t *testing.T) {
 		if got := string(Skipped(nil, ss)); got != string(want) {
 			t.Errorf("Skipped(%v) = %s, want %s", ss, got, want)
 		}
+		if got, _ := SkippedText([]byte("leftover"), ss); got != string(want) {
+			t.Errorf("SkippedText(%v) = %s, want %s", ss, got, want)
+		}
 	}
 }
