@@ -92,24 +92,56 @@ func TestRunOpenLoop(t *testing.T) {
 }
 
 func TestGeneratorEvent(t *testing.T) {
-	g := &generator{runID: "r1", eventType: "bench_r1", customers: 5, eventBytes: 250}
+	g := newGenerator("r1", "bench_r1", 5, 250)
 	rng := rand.New(rand.NewPCG(1, 2))
-	s := g.event(rng, 3, 42, time.Date(2026, 3, 1, 12, 0, 0, 123456789, time.UTC))
-	var e struct {
+	var st stamp
+	st.set(time.Date(2026, 3, 1, 12, 0, 0, 123456789, time.UTC))
+	type decoded struct {
 		ID, Type, Customer, Time string
-		Properties               map[string]json.RawMessage
+		Properties               json.RawMessage
 	}
-	if err := json.Unmarshal(s.json, &e); err != nil {
-		t.Fatalf("%s: %v", s.json, err)
+	check := func(s synth) decoded {
+		t.Helper()
+		var e decoded
+		if err := json.Unmarshal(s.json, &e); err != nil {
+			t.Fatalf("%s: %v", s.json, err)
+		}
+		var props map[string]json.RawMessage
+		if err := json.Unmarshal(s.props, &props); err != nil || len(props) != 5 || string(e.Properties) != string(s.props) {
+			t.Fatalf("properties %s of event %s (%v)", s.props, s.json, err)
+		}
+		if e.ID != s.id || e.Customer != s.customer || e.Time != s.time.UTC().Format("2006-01-02T15:04:05.000Z07:00") {
+			t.Fatalf("event %s does not match %+v", s.json, s)
+		}
+		if n := len(s.json); n < 245 || n > 255 {
+			t.Errorf("event is %d bytes, want about 250: %s", n, s.json)
+		}
+		return e
 	}
-	if e.ID != "br1-3-42" || e.Type != "bench_r1" || e.Time != "2026-03-01T12:00:00.123Z" || len(e.Properties) != 5 {
+	s := g.event(rng, 3, 42, &st)
+	if e := check(s); e.ID != "br1-3-42" || e.Type != "bench_r1" || e.Time != "2026-03-01T12:00:00.123Z" {
 		t.Fatalf("event %s", s.json)
-	}
-	if n := len(s.json); n < 245 || n > 255 {
-		t.Errorf("event is %d bytes, want about 250: %s", n, s.json)
 	}
 	if rec := g.record(nil, &s, time.Now()); len(rec) < len(s.props) {
 		t.Errorf("record of %d bytes is shorter than the properties", len(rec))
+	}
+	// The stamp's text follows its millisecond; the event keeps its own.
+	st.set(time.Date(2026, 3, 1, 12, 0, 0, 123999999, time.UTC))
+	if string(st.text) != "2026-03-01T12:00:00.123Z" {
+		t.Fatalf("stamp %s within the same millisecond", st.text)
+	}
+	st.set(time.Date(2026, 3, 1, 12, 0, 1, 5e6, time.UTC))
+	if check(g.event(rng, 3, 43, &st)).Time != "2026-03-01T12:00:01.005Z" || check(s).Time != "2026-03-01T12:00:00.123Z" {
+		t.Fatalf("stamp %s after a new millisecond", st.text)
+	}
+	// With a spread, each event has a time of its own within it.
+	g.spread = time.Hour
+	for n := range int64(50) {
+		s := g.event(rng, 1, n, &st)
+		check(s)
+		if s.time.After(st.t) || s.time.Before(st.t.Add(-time.Hour)) {
+			t.Fatalf("time %v outside the hour before %v", s.time, st.t)
+		}
 	}
 }
 
@@ -166,5 +198,18 @@ func TestMemTenths(t *testing.T) {
 	}
 	if n := len(m.tenths(25)); n != 0 {
 		t.Errorf("no samples gave %d tenths", n)
+	}
+}
+
+// BenchmarkGeneratorEvent is the load generator's cost of one event, which
+// abacus bench pays on the same CPUs as the server it measures.
+func BenchmarkGeneratorEvent(b *testing.B) {
+	g := newGenerator("r1", "bench_r1", 1000, 250)
+	rng := rand.New(rand.NewPCG(1, 2))
+	var st stamp
+	b.ReportAllocs()
+	for i := range b.N {
+		st.set(time.Now())
+		_ = g.event(rng, 3, int64(i), &st)
 	}
 }

@@ -64,11 +64,13 @@ func runEngine(ctx context.Context, cfg Config, gen *generator) (*EngineReport, 
 			var lat []time.Duration
 			var msg []byte
 			var n int64
+			var st stamp
 			for p := w % cfg.Partitions; time.Now().Before(deadline) && ctx.Err() == nil; p = (p + 1) % cfg.Partitions {
 				now := time.Now()
+				st.set(now)
 				msg = abacus.AppendMessage(msg[:0], cfg.Batch)
 				for range cfg.Batch {
-					s := gen.event(rng, w, n, now)
+					s := gen.event(rng, w, n, &st)
 					n++
 					msg = gen.record(msg, &s, now)
 				}
