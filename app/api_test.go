@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -170,5 +171,56 @@ func TestIngestFormatsAndLimits(t *testing.T) {
 	if len(res.Rows) != 1 || res.Rows[0].Value != "15" { // nd-1 1 + nd-3 2 + ce-1 3 + ce-2 4 + small 5
 		b, _ := json.Marshal(res)
 		t.Fatalf("usage = %s", b)
+	}
+}
+
+// TestIngestBuffersReused: ingest reuses a request's body and parsed events
+// for later requests (httpapi's scratch). Requests sent from several
+// senders at once, each of events with properties of its own, must still
+// store every event's own properties, byte for byte.
+func TestIngestBuffersReused(t *testing.T) {
+	a := start(t, "sqlite")
+	const senders, requests, perRequest = 8, 60, 40
+	props := func(r, i int) string {
+		// Bodies of different lengths, so a reused buffer holds the tail
+		// of a longer earlier body.
+		return fmt.Sprintf(`{"n":%d,"pad":"%s"}`, r*1000+i, strings.Repeat("x", (r*7+i)%50))
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, requests)
+	for s := range senders {
+		wg.Go(func() {
+			for r := s; r < requests; r += senders {
+				var body strings.Builder
+				body.WriteString("[")
+				for i := range perRequest {
+					if i > 0 {
+						body.WriteString(",")
+					}
+					fmt.Fprintf(&body, `{"id":"r%d-%d","type":"call","customer":"c-%d","properties":%s}`, r, i, i%3, props(r, i))
+				}
+				body.WriteString("]")
+				st, resp := request(t, a, adminKey, "POST", "/v1/events", "application/json", body.String())
+				if st != 202 || !strings.Contains(resp, fmt.Sprintf(`"accepted":%d`, perRequest)) {
+					errs <- fmt.Errorf("request %d: %d %s", r, st, resp)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	catchUp(t, a)
+	for r := range requests {
+		for i := range perRequest {
+			var e httpapi.EventResponse
+			id := fmt.Sprintf("r%d-%d", r, i)
+			mustStatus(t, 200, call(t, a, "GET", "/v1/events/"+id, "", nil, &e), id)
+			if e.Customer != fmt.Sprintf("c-%d", i%3) || string(e.Properties) != props(r, i) {
+				t.Fatalf("%s: customer %s, properties %s; want c-%d, %s", id, e.Customer, e.Properties, i%3, props(r, i))
+			}
+		}
 	}
 }

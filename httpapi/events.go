@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/abacus-billing/abacus"
@@ -37,7 +38,10 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	lim := s.cfg.Limits
-	body, err := readBody(w, r, lim.MaxBodyBytes)
+	sc := ingestScratch.Get().(*scratch)
+	defer sc.release()
+	body, err := readBodyInto(sc.body, w, r, lim.MaxBodyBytes)
+	sc.body = body
 	if err != nil {
 		s.error(w, r, err)
 		return
@@ -52,7 +56,8 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
-	events, rejected, err := p.Parse(format, body)
+	events, rejected, err := p.ParseAppend(sc.events, format, body)
+	sc.events = events
 	if err != nil {
 		s.error(w, r, err)
 		return
@@ -77,6 +82,36 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
 	m.Accepted.Add(float64(len(events)))
 	resp.Accepted = len(events)
 	s.json(w, http.StatusAccepted, resp)
+}
+
+// scratch is an ingest request's body and parsed events, reused by later
+// requests: allocating both anew was a seventh of the bytes the server
+// allocated under abacus bench, and every byte allocated brings the next
+// garbage collection closer. Nothing keeps them past the handler: the
+// committer copies the events into log records before Commit returns.
+type scratch struct {
+	body   []byte
+	events []abacus.Event
+}
+
+var ingestScratch = sync.Pool{New: func() any { return new(scratch) }}
+
+// Buffers beyond these sizes (a batch of ~1,000 events) are left to the
+// garbage collector rather than kept.
+const (
+	maxKeptBody   = 512 << 10
+	maxKeptEvents = 2048
+)
+
+// release drops the events' references into the body and their strings,
+// and returns the buffers to the pool.
+func (sc *scratch) release() {
+	clear(sc.events)
+	if cap(sc.body) > maxKeptBody || cap(sc.events) > maxKeptEvents {
+		return
+	}
+	sc.body, sc.events = sc.body[:0], sc.events[:0]
+	ingestScratch.Put(sc)
 }
 
 func cmpOr(a, b string) string {

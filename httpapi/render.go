@@ -96,12 +96,21 @@ const maxPresize = 256 << 10
 // past it the buffer grows as bytes arrive. w may be nil (see
 // http.MaxBytesReader).
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	return readBodyInto(nil, w, r, limit)
+}
+
+// readBodyInto is readBody reading into buf[:0] when it has room for the
+// declared length.
+func readBodyInto(buf []byte, w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
 	size := int64(512)
 	if r.ContentLength > 0 {
 		size = min(r.ContentLength, limit, maxPresize) + 1 // + 1: room to read the EOF
 	}
 	body := http.MaxBytesReader(w, r.Body, limit)
-	buf := make([]byte, 0, size)
+	if int64(cap(buf)) < size {
+		buf = make([]byte, 0, size)
+	}
+	buf = buf[:0]
 	for {
 		if len(buf) == cap(buf) {
 			buf = append(buf, 0)[:len(buf)]

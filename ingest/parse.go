@@ -100,6 +100,12 @@ type Parser struct {
 // in order; invalid ones as rejections naming index, id, field and reason.
 // An error means the request as a whole is unusable (ETOOLARGE, EINVALID).
 func (p *Parser) Parse(format Format, body []byte) ([]abacus.Event, []Rejection, error) {
+	return p.ParseAppend(nil, format, body)
+}
+
+// ParseAppend is Parse appending the valid events to dst[:0]. The events
+// refer to body (their properties), so body must outlive them.
+func (p *Parser) ParseAppend(dst []abacus.Event, format Format, body []byte) ([]abacus.Event, []Rejection, error) {
 	dec := jsontext.NewDecoder(bytes.NewBuffer(nil))
 	items, err := p.split(dec, format, body)
 	if err != nil {
@@ -112,7 +118,10 @@ func (p *Parser) Parse(format Format, body []byte) ([]abacus.Event, []Rejection,
 		return nil, nil, abacus.Errorf(abacus.EINVALID, "the request has no events")
 	}
 	cloud := format == FormatCloudEvent || format == FormatCloudEventBatch
-	events := make([]abacus.Event, 0, len(items))
+	events := dst[:0]
+	if cap(events) < len(items) {
+		events = make([]abacus.Event, 0, len(items))
+	}
 	var rejected []Rejection
 	for i, raw := range items {
 		e, rej := p.event(dec, raw, cloud)
