@@ -85,8 +85,11 @@ func AppendRecord(dst []byte, e *Event) []byte {
 		dst = append(dst, 0)
 	}
 	dst = binary.AppendVarint(dst, e.IngestTime.UnixNano())
-	dst = appendString(dst, string(e.Properties))
-	return dst
+	// Not appendString(dst, string(e.Properties)): that conversion copied
+	// the properties to the heap first, 5% of the bytes the server
+	// allocated under abacus bench.
+	dst = binary.AppendUvarint(dst, uint64(len(e.Properties)))
+	return append(dst, e.Properties...)
 }
 
 // RecordSize is an upper bound of len(AppendRecord(nil, e)).

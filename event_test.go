@@ -34,6 +34,21 @@ func TestMessageRoundTrip(t *testing.T) {
 	}
 }
 
+// TestAppendRecordAllocatesNothing: into a buffer of RecordSize, a record
+// is encoded without a heap allocation (ingest encodes every event).
+func TestAppendRecordAllocatesNothing(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 5, time.UTC)
+	e := Event{TenantID: "t", ID: "e1", Type: "call", Customer: "c1", Time: now, TimeGiven: true, IngestTime: now,
+		Properties: []byte(`{"tokens":1200,"model":"m-large","region":"eu-west-1","request_id":"0123456789abcdef"}`)}
+	buf := make([]byte, 0, RecordSize(&e))
+	if n := testing.AllocsPerRun(100, func() { buf = AppendRecord(buf[:0], &e) }); n != 0 {
+		t.Fatalf("AppendRecord allocated %v times a record", n)
+	}
+	if len(buf) > RecordSize(&e) {
+		t.Fatalf("record of %d bytes, RecordSize %d", len(buf), RecordSize(&e))
+	}
+}
+
 // TestMinuteOf: minutes are rounded down, before 1970 too, as migration
 // 0005's SQL backfill rounds them from Unix nanoseconds.
 func TestMinuteOf(t *testing.T) {
