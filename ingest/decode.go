@@ -22,10 +22,30 @@ import (
 // decides and words the rejection exactly as before; so the fast path
 // changes speed, never outcomes.
 
+// decoder is a jsontext.Decoder with the buffer it reads from, reset for
+// each value: jsontext reads a *bytes.Buffer's bytes in place, and a new
+// Buffer per event was an allocation per event.
+type decoder struct {
+	*jsontext.Decoder
+	src bytes.Buffer
+}
+
+func newDecoder() *decoder {
+	d := &decoder{}
+	d.Decoder = jsontext.NewDecoder(&d.src)
+	return d
+}
+
+// reset makes d read b.
+func (d *decoder) reset(b []byte, opts ...jsontext.Options) {
+	d.src = *bytes.NewBuffer(b)
+	d.Reset(&d.src, opts...)
+}
+
 // splitArray returns the raw elements of a JSON array, or ok=false when
 // body is not one well-formed array (the caller falls back).
-func splitArray(dec *jsontext.Decoder, body []byte) (out []json.RawMessage, ok bool) {
-	dec.Reset(bytes.NewBuffer(body), jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
+func splitArray(dec *decoder, body []byte) (out []json.RawMessage, ok bool) {
+	dec.reset(body, jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
 	if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '[' {
 		return nil, false
 	}
@@ -58,9 +78,9 @@ func splitArray(dec *jsontext.Decoder, body []byte) (out []json.RawMessage, ok b
 // properties are not looked for (encoding/json, the fallback, accepts them
 // too, keeping properties raw); repeated event fields are (the fallback
 // words that rejection).
-func fastEvent(dec *jsontext.Decoder, raw []byte, w *wireEvent) (ok bool) {
+func fastEvent(dec *decoder, raw []byte, w *wireEvent) (ok bool) {
 	*w = wireEvent{}
-	dec.Reset(bytes.NewBuffer(raw), jsontext.AllowDuplicateNames(true))
+	dec.reset(raw, jsontext.AllowDuplicateNames(true))
 	var arena string // string(raw), made on the first string field
 	var fields *[4]string
 	if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '{' {

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/abacus-billing/abacus"
-	"github.com/go-json-experiment/json/jsontext"
 )
 
 // Limits bound one ingest request. Going over MaxBodyBytes or MaxEvents
@@ -106,7 +105,7 @@ func (p *Parser) Parse(format Format, body []byte) ([]abacus.Event, []Rejection,
 // ParseAppend is Parse appending the valid events to dst[:0]. The events
 // refer to body (their properties), so body must outlive them.
 func (p *Parser) ParseAppend(dst []abacus.Event, format Format, body []byte) ([]abacus.Event, []Rejection, error) {
-	dec := jsontext.NewDecoder(bytes.NewBuffer(nil))
+	dec := newDecoder()
 	items, err := p.split(dec, format, body)
 	if err != nil {
 		return nil, nil, err
@@ -136,7 +135,7 @@ func (p *Parser) ParseAppend(dst []abacus.Event, format Format, body []byte) ([]
 }
 
 // split returns the raw JSON of each event.
-func (p *Parser) split(dec *jsontext.Decoder, format Format, body []byte) ([]json.RawMessage, error) {
+func (p *Parser) split(dec *decoder, format Format, body []byte) ([]json.RawMessage, error) {
 	switch format {
 	case FormatNDJSON:
 		var out []json.RawMessage
@@ -199,7 +198,7 @@ func reject(id, field, format string, args ...any) *Rejection {
 }
 
 // event validates one raw event.
-func (p *Parser) event(dec *jsontext.Decoder, raw json.RawMessage, cloud bool) (abacus.Event, *Rejection) {
+func (p *Parser) event(dec *decoder, raw json.RawMessage, cloud bool) (abacus.Event, *Rejection) {
 	var e abacus.Event
 	if len(raw) > p.Limits.MaxEventBytes {
 		return e, reject(peekID(raw), "", "event is %d bytes; the limit is %d", len(raw), p.Limits.MaxEventBytes)
