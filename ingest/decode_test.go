@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -126,5 +127,45 @@ func BenchmarkParse(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*100), "ns/event")
 		})
+	}
+}
+
+// TestParseNDJSONLarge: every line of an NDJSON body becomes its own event,
+// in order, however long the body (a bufio.Scanner, once used to split
+// it, moved earlier lines when it refilled past 64 KiB), blank lines and
+// CRLF endings included; and the events' properties are the body's bytes.
+func TestParseNDJSONLarge(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	p := Parser{TenantID: "t", Now: now, Limits: Limits{}.Defaults()}
+	var body strings.Builder
+	const n = 1200
+	for i := range n {
+		fmt.Fprintf(&body, `{"id":"e%d","type":"call","customer":"c%d","properties":{"n":%d,"pad":"%s"}}`, i, i%7, i, strings.Repeat("x", i%90))
+		switch i % 3 {
+		case 0:
+			body.WriteString("\n")
+		case 1:
+			body.WriteString("\r\n\n")
+		case 2:
+			body.WriteString("\n  \n")
+		}
+	}
+	raw := []byte(body.String())
+	if len(raw) < 128<<10 {
+		t.Fatalf("body of %d bytes, want more than twice 64 KiB", len(raw))
+	}
+	events, rejected, err := p.Parse(FormatNDJSON, raw)
+	if err != nil || len(rejected) != 0 || len(events) != n {
+		first := Rejection{}
+		if len(rejected) > 0 {
+			first = rejected[0]
+		}
+		t.Fatalf("%d events and %d rejected (the first %+v), want %d events: %v", len(events), len(rejected), first, n, err)
+	}
+	for i, e := range events {
+		props := fmt.Sprintf(`{"n":%d,"pad":"%s"}`, i, strings.Repeat("x", i%90))
+		if e.ID != fmt.Sprintf("e%d", i) || e.Customer != fmt.Sprintf("c%d", i%7) || string(e.Properties) != props {
+			t.Fatalf("event %d: %s %s %s", i, e.ID, e.Customer, e.Properties)
+		}
 	}
 }
