@@ -32,6 +32,11 @@ type Committer struct {
 	queues []chan *pending
 	wg     sync.WaitGroup
 	stop   chan struct{}
+	// mu is held for reading while Commit queues pieces and for writing
+	// by Close to set closed: once Close has it, no piece can reach a
+	// queue, so the loops, draining theirs, answer every piece queued.
+	mu     sync.RWMutex
+	closed bool
 }
 
 // pending is one request's events for one partition.
@@ -98,6 +103,21 @@ func (c *Committer) Commit(ctx context.Context, events []abacus.Event) error {
 		pd.n++
 		need[p] -= size
 	}
+	sent, err := c.queue(ctx, parts)
+	if err != nil {
+		return errors.Join(err, wait(sent))
+	}
+	return wait(sent)
+}
+
+// queue hands the pieces to their partitions' loops and returns those it
+// queued; an error when it could not queue them all.
+func (c *Committer) queue(ctx context.Context, parts [][]*pending) ([]*pending, error) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.closed {
+		return nil, errShuttingDown
+	}
 	var sent []*pending
 	for p, pds := range parts {
 		for _, pd := range pds {
@@ -105,14 +125,14 @@ func (c *Committer) Commit(ctx context.Context, events []abacus.Event) error {
 			case c.queues[p] <- pd:
 				sent = append(sent, pd)
 			case <-ctx.Done():
-				return errors.Join(abacus.Errorf(abacus.EUNAVAILABLE, "request canceled before its events were appended"), wait(sent))
-			case <-c.stop:
-				return errors.Join(abacus.Errorf(abacus.EUNAVAILABLE, "shutting down"), wait(sent))
+				return sent, abacus.Errorf(abacus.EUNAVAILABLE, "request canceled before its events were appended")
 			}
 		}
 	}
-	return wait(sent)
+	return sent, nil
 }
+
+var errShuttingDown = abacus.Errorf(abacus.EUNAVAILABLE, "shutting down")
 
 // pendingPool recycles pieces: their buffers were a fourteenth of the bytes
 // the server allocated under abacus bench. A piece goes back once its
@@ -164,7 +184,15 @@ func (c *Committer) loop(p int, q chan *pending) {
 			select {
 			case first = <-q:
 			case <-c.stop:
-				return
+				// Close let no piece in after stop: answer those queued.
+				for {
+					select {
+					case pd := <-q:
+						pd.done <- errShuttingDown
+					default:
+						return
+					}
+				}
 			}
 		}
 		group = append(group, first)
@@ -202,11 +230,17 @@ func (c *Committer) loop(p int, q chan *pending) {
 		for _, pd := range group {
 			pd.done <- err
 		}
+		clear(group) // answered pieces go back to the pool: keep no reference
 	}
 }
 
 // Close stops the committer goroutines after their appends in flight.
+// A Commit still waiting then fails with EUNAVAILABLE, and one that starts
+// after Close does at once.
 func (c *Committer) Close() {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
 	close(c.stop)
 	c.wg.Wait()
 }
