@@ -174,33 +174,62 @@ func TestIngestFormatsAndLimits(t *testing.T) {
 	}
 }
 
-// TestIngestBuffersReused: ingest reuses a request's body and parsed events
-// for later requests (httpapi's scratch). Requests sent from several
-// senders at once, each of events with properties of its own, must still
-// store every event's own properties, byte for byte.
+// TestIngestBuffersReused: ingest reuses a request's body, its parsed
+// events and the committer's record buffers for later requests (httpapi's
+// scratch, ingest's pieces). Requests sent from several senders at once,
+// in every format (JSON on the fast path and on encoding/json's, NDJSON
+// over 64 KiB, a CloudEvents batch), each of events with properties of its
+// own and some with an event rejected, must still store every valid
+// event's own properties, byte for byte. The rejections are counted under
+// the label "other", not under the field names the client made up.
 func TestIngestBuffersReused(t *testing.T) {
 	a := start(t, "sqlite")
 	const senders, requests, perRequest = 8, 60, 40
 	props := func(r, i int) string {
 		// Bodies of different lengths, so a reused buffer holds the tail
-		// of a longer earlier body.
-		return fmt.Sprintf(`{"n":%d,"pad":"%s"}`, r*1000+i, strings.Repeat("x", (r*7+i)%50))
+		// of a longer earlier body; NDJSON requests are over 64 KiB.
+		pad := (r*7 + i) % 50
+		if r%4 == 1 {
+			pad += 1700
+		}
+		return fmt.Sprintf(`{"n":%d,"pad":"%s"}`, r*1000+i, strings.Repeat("x", pad))
+	}
+	body := func(r int) (string, string) {
+		var b strings.Builder
+		for i := range perRequest {
+			switch r % 4 {
+			case 0, 3: // a JSON array; in the fourth format, escapes send the id through encoding/json
+				b.WriteString(map[bool]string{true: "[", false: ","}[i == 0])
+				id := fmt.Sprintf("r%d-%d", r, i)
+				if r%4 == 3 {
+					id = strings.Replace(id, "-", `-`, 1)
+				}
+				fmt.Fprintf(&b, `{"id":"%s","type":"call","customer":"c-%d","properties":%s}`, id, i%3, props(r, i))
+				if i == perRequest-1 {
+					if r%4 == 3 {
+						fmt.Fprintf(&b, `,{"id":"bad-%d","type":"call","customer":"c-0","zz%d":1}`, r, r)
+					}
+					b.WriteString("]")
+				}
+			case 1:
+				fmt.Fprintf(&b, `{"id":"r%d-%d","type":"call","customer":"c-%d","properties":%s}`+"\n", r, i, i%3, props(r, i))
+			case 2:
+				b.WriteString(map[bool]string{true: "[", false: ","}[i == 0])
+				fmt.Fprintf(&b, `{"specversion":"1.0","id":"r%d-%d","source":"/t","type":"call","subject":"c-%d","data":%s}`, r, i, i%3, props(r, i))
+				if i == perRequest-1 {
+					b.WriteString("]")
+				}
+			}
+		}
+		return []string{"application/json", "application/x-ndjson", "application/cloudevents-batch+json", "application/json"}[r%4], b.String()
 	}
 	var wg sync.WaitGroup
 	errs := make(chan error, requests)
 	for s := range senders {
 		wg.Go(func() {
 			for r := s; r < requests; r += senders {
-				var body strings.Builder
-				body.WriteString("[")
-				for i := range perRequest {
-					if i > 0 {
-						body.WriteString(",")
-					}
-					fmt.Fprintf(&body, `{"id":"r%d-%d","type":"call","customer":"c-%d","properties":%s}`, r, i, i%3, props(r, i))
-				}
-				body.WriteString("]")
-				st, resp := request(t, a, adminKey, "POST", "/v1/events", "application/json", body.String())
+				contentType, b := body(r)
+				st, resp := request(t, a, adminKey, "POST", "/v1/events", contentType, b)
 				if st != 202 || !strings.Contains(resp, fmt.Sprintf(`"accepted":%d`, perRequest)) {
 					errs <- fmt.Errorf("request %d: %d %s", r, st, resp)
 				}
@@ -219,8 +248,12 @@ func TestIngestBuffersReused(t *testing.T) {
 			id := fmt.Sprintf("r%d-%d", r, i)
 			mustStatus(t, 200, call(t, a, "GET", "/v1/events/"+id, "", nil, &e), id)
 			if e.Customer != fmt.Sprintf("c-%d", i%3) || string(e.Properties) != props(r, i) {
-				t.Fatalf("%s: customer %s, properties %s; want c-%d, %s", id, e.Customer, e.Properties, i%3, props(r, i))
+				t.Fatalf("%s: customer %s, properties %.80s; want c-%d, %.80s", id, e.Customer, e.Properties, i%3, props(r, i))
 			}
 		}
+	}
+	st, metrics := request(t, a, "", "GET", "/metrics", "", "")
+	if want := fmt.Sprintf(`abacus_events_rejected_total{field="other"} %d`, requests/4); st != 200 || !strings.Contains(metrics, want) || strings.Contains(metrics, `field="zz`) {
+		t.Fatalf("/metrics (%d) has no %q, or a label a client made up", st, want)
 	}
 }

@@ -41,11 +41,11 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
 	sc := ingestScratch.Get().(*scratch)
 	defer sc.release()
 	body, err := readBodyInto(sc.body, w, r, lim.MaxBodyBytes)
-	sc.body = body
 	if err != nil {
 		s.error(w, r, err)
 		return
 	}
+	sc.body = body
 	tenant, err := s.tenant(r, key.TenantID)
 	if err != nil {
 		s.error(w, r, err)
@@ -57,15 +57,15 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	events, rejected, err := p.ParseAppend(sc.events, format, body)
-	sc.events = events
 	if err != nil {
 		s.error(w, r, err)
 		return
 	}
+	sc.events = events
 	m := s.cfg.Metrics
 	m.Received.Add(float64(len(events) + len(rejected)))
 	for _, rj := range rejected {
-		m.Rejected.WithLabelValues(cmpOr(rj.Field, "body")).Inc()
+		m.Rejected.WithLabelValues(rejectedLabel(rj.Field)).Inc()
 	}
 	resp := IngestResponse{Rejected: rejected}
 	if resp.Rejected == nil {
@@ -96,8 +96,10 @@ type scratch struct {
 
 var ingestScratch = sync.Pool{New: func() any { return new(scratch) }}
 
-// Buffers beyond these sizes (a batch of ~1,000 events) are left to the
-// garbage collector rather than kept.
+// A buffer beyond these sizes (a batch of ~1,000 events), or one grown
+// for a large request and then holding a small one, is left to the
+// garbage collector rather than kept: buffers only grow, and a few large
+// requests would otherwise leave every pooled buffer large.
 const (
 	maxKeptBody   = 512 << 10
 	maxKeptEvents = 2048
@@ -107,11 +109,28 @@ const (
 // and returns the buffers to the pool.
 func (sc *scratch) release() {
 	clear(sc.events)
-	if cap(sc.body) > maxKeptBody || cap(sc.events) > maxKeptEvents {
-		return
+	if cap(sc.body) > maxKeptBody || cap(sc.body) > 64<<10 && cap(sc.body) > 4*len(sc.body) {
+		sc.body = nil
+	}
+	if cap(sc.events) > maxKeptEvents || cap(sc.events) > 256 && cap(sc.events) > 4*len(sc.events) {
+		sc.events = nil
 	}
 	sc.body, sc.events = sc.body[:0], sc.events[:0]
 	ingestScratch.Put(sc)
+}
+
+// rejectedLabel is the abacus_events_rejected_total label of a rejection's
+// field: one of an event's own fields, "body" for the event as a whole,
+// or "other" for a name the client made up (an unknown field), so that no
+// client can add metric series without end.
+func rejectedLabel(field string) string {
+	switch field {
+	case "":
+		return "body"
+	case "id", "type", "customer", "time", "properties", "specversion", "source", "subject", "data":
+		return field
+	}
+	return "other"
 }
 
 func cmpOr(a, b string) string {

@@ -146,7 +146,9 @@ const maxKeptRecords = 256 << 10
 
 func newPending(size int) *pending {
 	pd := pendingPool.Get().(*pending)
-	if cap(pd.records) < size {
+	// A buffer far larger than needed is replaced too, so that a few
+	// large requests do not leave every pooled buffer large.
+	if cap(pd.records) < size || cap(pd.records) > 64<<10 && cap(pd.records) > 4*size {
 		pd.records = make([]byte, 0, size)
 	}
 	pd.records, pd.n = pd.records[:0], 0

@@ -274,7 +274,9 @@ func (p *Parser) event(dec *decoder, raw json.RawMessage, cloud bool) (abacus.Ev
 		if err != nil {
 			return e, reject(e.ID, propsField, "invalid JSON: %s", jsonError(err))
 		}
-		e.Properties = compact
+		// Capped: the properties may be the request body's bytes, and an
+		// append must not write over the next event's.
+		e.Properties = compact[:len(compact):len(compact)]
 	}
 	return e, nil
 }
