@@ -65,7 +65,7 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
 	m := s.cfg.Metrics
 	m.Received.Add(float64(len(events) + len(rejected)))
 	for _, rj := range rejected {
-		m.Rejected.WithLabelValues(rejectedLabel(rj.Field)).Inc()
+		m.Rejected.WithLabelValues(rejectedLabel(rj)).Inc()
 	}
 	resp := IngestResponse{Rejected: rejected}
 	if resp.Rejected == nil {
@@ -97,8 +97,8 @@ type scratch struct {
 var ingestScratch = sync.Pool{New: func() any { return new(scratch) }}
 
 // A buffer beyond these sizes (a batch of ~1,000 events), or one grown
-// for a large request and then holding a small one, is left to the
-// garbage collector rather than kept: buffers only grow, and a few large
+// for a large request and then holding a small one (not one a request
+// failed before using), is left to the garbage collector rather than kept: buffers only grow, and a few large
 // requests would otherwise leave every pooled buffer large.
 const (
 	maxKeptBody   = 512 << 10
@@ -109,29 +109,37 @@ const (
 // and returns the buffers to the pool.
 func (sc *scratch) release() {
 	clear(sc.events)
-	if cap(sc.body) > maxKeptBody || cap(sc.body) > 64<<10 && cap(sc.body) > 4*len(sc.body) {
+	if !kept(cap(sc.body), len(sc.body), maxKeptBody, 64<<10) {
 		sc.body = nil
 	}
-	if cap(sc.events) > maxKeptEvents || cap(sc.events) > 256 && cap(sc.events) > 4*len(sc.events) {
+	if !kept(cap(sc.events), len(sc.events), maxKeptEvents, 256) {
 		sc.events = nil
 	}
 	sc.body, sc.events = sc.body[:0], sc.events[:0]
 	ingestScratch.Put(sc)
 }
 
-// rejectedLabel is the abacus_events_rejected_total label of a rejection's
-// field: one of an event's own fields, "body" for the event as a whole,
-// or "other" for a name the client made up (an unknown field), so that no
-// client can add metric series without end.
-func rejectedLabel(field string) string {
-	switch field {
+// rejectedLabel is the abacus_events_rejected_total label of a rejection:
+// the event field at fault, "body" for the event as a whole, or "other" for
+// a name the client made up (an unknown field), so that no client can add
+// metric series without end.
+func rejectedLabel(rj ingest.Rejection) string {
+	if rj.Unknown {
+		return "other"
+	}
+	switch rj.Field {
 	case "":
 		return "body"
-	case "id", "type", "customer", "time", "properties", "specversion", "source", "subject", "data":
-		return field
+	case "id", "type", "customer", "time", "properties", "specversion", "subject", "data":
+		return rj.Field
 	}
 	return "other"
 }
+
+// kept: a buffer of capacity c that held n items goes back to the pool: at
+// most max, and not far larger than its use (up to small is always kept;
+// n 0 is a request that failed before using it).
+func kept(c, n, max, small int) bool { return c <= max && (n == 0 || c <= small || c <= 4*n) }
 
 func cmpOr(a, b string) string {
 	if a != "" {

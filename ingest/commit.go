@@ -146,14 +146,17 @@ const maxKeptRecords = 256 << 10
 
 func newPending(size int) *pending {
 	pd := pendingPool.Get().(*pending)
-	// A buffer far larger than needed is replaced too, so that a few
-	// large requests do not leave every pooled buffer large.
-	if cap(pd.records) < size || cap(pd.records) > 64<<10 && cap(pd.records) > 4*size {
+	if !reusable(cap(pd.records), size) {
 		pd.records = make([]byte, 0, size)
 	}
 	pd.records, pd.n = pd.records[:0], 0
 	return pd
 }
+
+// reusable: a pooled buffer of capacity c serves a piece of size bytes.
+// One far larger than needed is replaced too, so that a few large requests
+// do not leave every pooled buffer large.
+func reusable(c, size int) bool { return c >= size && (c <= 64<<10 || c <= 4*size) }
 
 func (pd *pending) release() {
 	if cap(pd.records) <= maxKeptRecords {
@@ -186,7 +189,9 @@ func (c *Committer) loop(p int, q chan *pending) {
 			select {
 			case first = <-q:
 			case <-c.stop:
-				// Close let no piece in after stop: answer those queued.
+				// Close let no piece in after stop, so this answers every
+				// piece still queued. (The select may also have taken some
+				// of them first and appended them, which is as good.)
 				for {
 					select {
 					case pd := <-q:
@@ -237,12 +242,17 @@ func (c *Committer) loop(p int, q chan *pending) {
 }
 
 // Close stops the committer goroutines after their appends in flight.
-// A Commit still waiting then fails with EUNAVAILABLE, and one that starts
-// after Close does at once.
+// A Commit whose pieces are still queued then fails with EUNAVAILABLE (or
+// succeeds, if its pieces were appended first), and one that starts after
+// Close fails at once. Closing again does nothing.
 func (c *Committer) Close() {
 	c.mu.Lock()
+	already := c.closed
 	c.closed = true
 	c.mu.Unlock()
+	if already {
+		return
+	}
 	close(c.stop)
 	c.wg.Wait()
 }

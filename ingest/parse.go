@@ -43,6 +43,9 @@ type Rejection struct {
 	ID     string `json:"id,omitempty"`
 	Field  string `json:"field"`
 	Reason string `json:"reason"`
+	// Unknown: Field is a name the client sent that events do not have
+	// (metrics count these apart, under one label).
+	Unknown bool `json:"-"`
 }
 
 // Format is a request body format.
@@ -227,7 +230,9 @@ func (p *Parser) event(dec *decoder, raw json.RawMessage, cloud bool) (abacus.Ev
 		d := json.NewDecoder(bytes.NewReader(raw))
 		d.DisallowUnknownFields()
 		if err := d.Decode(&w); err != nil {
-			return e, reject(peekID(raw), errorField(err), "not a valid event: %s", jsonError(err))
+			rej := reject(peekID(raw), errorField(err), "not a valid event: %s", jsonError(err))
+			rej.Unknown = unknownField(err)
+			return e, rej
 		}
 		id, typ, customer, tm, props = w.ID, w.Type, w.Customer, w.Time, w.Properties
 	}
@@ -334,6 +339,11 @@ func expected(goType string) string {
 }
 
 // errorField names the field a decoding error is about, when it says.
+// unknownField: err is encoding/json's refusal of a name events do not have.
+func unknownField(err error) bool {
+	return strings.HasPrefix(err.Error(), "json: unknown field ")
+}
+
 func errorField(err error) string {
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) {

@@ -1,0 +1,111 @@
+package ingest
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/abacus-billing/abacus"
+)
+
+// gateLog holds its first Append until gate is closed and counts appends.
+// It stands in for the log only here, where a test needs an append to stay
+// in flight for as long as it likes; TestCommitRacingClose runs the same
+// race against the real embedded log.
+type gateLog struct {
+	gate, entered chan struct{}
+	once          sync.Once
+	mu            sync.Mutex
+	appends       int
+}
+
+func newGateLog() *gateLog { return &gateLog{gate: make(chan struct{}), entered: make(chan struct{})} }
+
+func (l *gateLog) Partitions() int      { return 1 }
+func (l *gateLog) MaxMessageBytes() int { return 1 << 20 }
+func (l *gateLog) Append(ctx context.Context, p int, msg []byte) (uint64, error) {
+	first := false
+	l.once.Do(func() { first = true })
+	if first {
+		close(l.entered)
+		<-l.gate
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.appends++
+	return uint64(l.appends), nil
+}
+func (l *gateLog) Read(context.Context, int, uint64, func(abacus.LogMessage) error) error { return nil }
+func (l *gateLog) LastSequence(context.Context, int) (uint64, error)                      { return 0, nil }
+func (l *gateLog) Close() error                                                           { return nil }
+
+func oneEvent(id string) []abacus.Event {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	return []abacus.Event{{TenantID: "t", ID: id, Type: "x", Customer: "c", Time: now, IngestTime: now, Properties: []byte("{}")}}
+}
+
+// TestCloseAnswersQueued: pieces queued behind an append in flight when
+// Close is called are all answered, and a Commit is accepted only when its
+// events were appended. Closing twice does nothing.
+func TestCloseAnswersQueued(t *testing.T) {
+	for round := range 50 {
+		l := newGateLog()
+		c := NewCommitter(CommitterConfig{Log: l, MaxEvents: 1}) // an append per piece
+		const n = 5
+		errs := make(chan error, n)
+		go func() { errs <- c.Commit(context.Background(), oneEvent("first")) }()
+		<-l.entered
+		for i := range n - 1 {
+			go func() { errs <- c.Commit(context.Background(), oneEvent(fmt.Sprint(i))) }()
+		}
+		for len(c.queues[0]) < n-1 {
+			time.Sleep(time.Millisecond)
+		}
+		closed := make(chan struct{})
+		go func() { c.Close(); close(closed) }()
+		time.Sleep(5 * time.Millisecond)
+		close(l.gate)
+		accepted := 0
+		for range n {
+			select {
+			case err := <-errs:
+				if err == nil {
+					accepted++
+				} else if abacus.ErrorCode(err) != abacus.EUNAVAILABLE {
+					t.Fatalf("round %d: %v, want EUNAVAILABLE", round, err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatalf("round %d: a Commit was never answered", round)
+			}
+		}
+		<-closed
+		if accepted != l.appends {
+			t.Fatalf("round %d: %d Commits accepted, %d appends", round, accepted, l.appends)
+		}
+		c.Close()
+		if err := c.Commit(context.Background(), oneEvent("late")); abacus.ErrorCode(err) != abacus.EUNAVAILABLE {
+			t.Fatalf("round %d: Commit after Close: %v", round, err)
+		}
+	}
+}
+
+// TestReusable: a pooled piece's buffer serves a request it fits, unless
+// it is far larger than needed.
+func TestReusable(t *testing.T) {
+	for _, c := range []struct {
+		c, size int
+		want    bool
+	}{
+		{1 << 10, 800, true},
+		{1 << 10, 2 << 10, false},    // too small
+		{200 << 10, 60 << 10, true},  // within 4×
+		{200 << 10, 10 << 10, false}, // far larger than needed
+		{32 << 10, 100, true},        // far larger, but small
+	} {
+		if got := reusable(c.c, c.size); got != c.want {
+			t.Errorf("reusable(%d, %d) = %v, want %v", c.c, c.size, got, c.want)
+		}
+	}
+}
