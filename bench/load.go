@@ -120,18 +120,17 @@ func customerID(i int) string { return fmt.Sprintf("bench-cust-%05d", i) }
 type generator struct {
 	runID      string
 	eventType  string
-	customers  int
 	eventBytes int
 	// spread > 0 gives events times spread uniformly over the spread
 	// before now (the query phase's month of history); 0 gives now.
 	spread time.Duration
-	// ids[i] is customerID(i), made once: formatting one per event was a
-	// sixth of the load generator's CPU.
+	// ids[i] is customerID(i) for each customer, made once: formatting one
+	// per event was a sixth of the load generator's CPU.
 	ids []string
 }
 
 func newGenerator(runID, eventType string, customers, eventBytes int) *generator {
-	g := &generator{runID: runID, eventType: eventType, customers: customers, eventBytes: eventBytes, ids: make([]string, customers)}
+	g := &generator{runID: runID, eventType: eventType, eventBytes: eventBytes, ids: make([]string, customers)}
 	for i := range g.ids {
 		g.ids[i] = customerID(i)
 	}

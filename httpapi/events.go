@@ -98,8 +98,9 @@ var ingestScratch = sync.Pool{New: func() any { return new(scratch) }}
 
 // A buffer beyond these sizes (a batch of ~1,000 events), or one grown
 // for a large request and then holding a small one (not one a request
-// failed before using), is left to the garbage collector rather than kept: buffers only grow, and a few large
-// requests would otherwise leave every pooled buffer large.
+// failed before using), is left to the garbage collector rather than
+// kept: buffers only grow, and a few large requests would otherwise leave
+// every pooled buffer large.
 const (
 	maxKeptBody   = 512 << 10
 	maxKeptEvents = 2048

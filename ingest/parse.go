@@ -338,12 +338,12 @@ func expected(goType string) string {
 	return goType
 }
 
-// errorField names the field a decoding error is about, when it says.
 // unknownField: err is encoding/json's refusal of a name events do not have.
 func unknownField(err error) bool {
 	return strings.HasPrefix(err.Error(), "json: unknown field ")
 }
 
+// errorField names the field a decoding error is about, when it says.
 func errorField(err error) string {
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) {
