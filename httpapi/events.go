@@ -12,6 +12,7 @@ import (
 
 	"github.com/abacus-billing/abacus"
 	"github.com/abacus-billing/abacus/ingest"
+	"github.com/abacus-billing/abacus/internal/bufpool"
 )
 
 func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
@@ -96,11 +97,8 @@ type scratch struct {
 
 var ingestScratch = sync.Pool{New: func() any { return new(scratch) }}
 
-// A buffer beyond these sizes (a batch of ~1,000 events), or one grown
-// for a large request and then holding a small one (not one a request
-// failed before using), is left to the garbage collector rather than
-// kept: buffers only grow, and a few large requests would otherwise leave
-// every pooled buffer large.
+// The largest buffers kept (a batch of ~1,000 events); bufpool.Keep also
+// drops one far larger than the request it served.
 const (
 	maxKeptBody   = 512 << 10
 	maxKeptEvents = 2048
@@ -110,10 +108,10 @@ const (
 // and returns the buffers to the pool.
 func (sc *scratch) release() {
 	clear(sc.events)
-	if !kept(cap(sc.body), len(sc.body), maxKeptBody, 64<<10) {
+	if !bufpool.Keep(cap(sc.body), len(sc.body), maxKeptBody, 64<<10) {
 		sc.body = nil
 	}
-	if !kept(cap(sc.events), len(sc.events), maxKeptEvents, 256) {
+	if !bufpool.Keep(cap(sc.events), len(sc.events), maxKeptEvents, 256) {
 		sc.events = nil
 	}
 	sc.body, sc.events = sc.body[:0], sc.events[:0]
@@ -136,11 +134,6 @@ func rejectedLabel(rj ingest.Rejection) string {
 	}
 	return "other"
 }
-
-// kept: a buffer of capacity c that held n items goes back to the pool: at
-// most max, and not far larger than its use (up to small is always kept;
-// n 0 is a request that failed before using it).
-func kept(c, n, max, small int) bool { return c <= max && (n == 0 || c <= small || c <= 4*n) }
 
 func cmpOr(a, b string) string {
 	if a != "" {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/abacus-billing/abacus"
+	"github.com/abacus-billing/abacus/internal/bufpool"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -141,25 +142,21 @@ var errShuttingDown = abacus.Errorf(abacus.EUNAVAILABLE, "shutting down")
 // queued.
 var pendingPool = sync.Pool{New: func() any { return &pending{done: make(chan error, 1)} }}
 
-// maxKeptRecords is the largest piece buffer the pool keeps.
+// maxKeptRecords is the largest piece buffer the pool keeps (bufpool.Keep
+// also drops one far larger than the records it held).
 const maxKeptRecords = 256 << 10
 
 func newPending(size int) *pending {
 	pd := pendingPool.Get().(*pending)
-	if !reusable(cap(pd.records), size) {
+	if cap(pd.records) < size {
 		pd.records = make([]byte, 0, size)
 	}
 	pd.records, pd.n = pd.records[:0], 0
 	return pd
 }
 
-// reusable: a pooled buffer of capacity c serves a piece of size bytes.
-// One far larger than needed is replaced too, so that a few large requests
-// do not leave every pooled buffer large.
-func reusable(c, size int) bool { return c >= size && (c <= 64<<10 || c <= 4*size) }
-
 func (pd *pending) release() {
-	if cap(pd.records) <= maxKeptRecords {
+	if bufpool.Keep(cap(pd.records), len(pd.records), maxKeptRecords, 64<<10) {
 		pendingPool.Put(pd)
 	}
 }

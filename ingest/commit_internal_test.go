@@ -90,22 +90,3 @@ func TestCloseAnswersQueued(t *testing.T) {
 		}
 	}
 }
-
-// TestReusable: a pooled piece's buffer serves a request it fits, unless
-// it is far larger than needed.
-func TestReusable(t *testing.T) {
-	for _, c := range []struct {
-		c, size int
-		want    bool
-	}{
-		{1 << 10, 800, true},
-		{1 << 10, 2 << 10, false},    // too small
-		{200 << 10, 60 << 10, true},  // within 4×
-		{200 << 10, 10 << 10, false}, // far larger than needed
-		{32 << 10, 100, true},        // far larger, but small
-	} {
-		if got := reusable(c.c, c.size); got != c.want {
-			t.Errorf("reusable(%d, %d) = %v, want %v", c.c, c.size, got, c.want)
-		}
-	}
-}

@@ -1,10 +1,11 @@
-package httpapi
+package bufpool
 
 import "testing"
 
-// TestKept: a request's buffers go back to the pool unless over the bound
-// or far larger than their use; one a failed request left unused is kept.
-func TestKept(t *testing.T) {
+// TestKeep: a buffer goes back to its pool unless over the bound or far
+// larger than its use; one a failed request left unused is kept.
+func TestKeep(t *testing.T) {
+	const maxKeptBody, maxKeptEvents = 512 << 10, 2048
 	for _, c := range []struct {
 		c, n, max, small int
 		want             bool
@@ -17,8 +18,8 @@ func TestKept(t *testing.T) {
 		{c: 1000, n: 100, max: maxKeptEvents, small: 256, want: false},
 		{c: 1000, n: 300, max: maxKeptEvents, small: 256, want: true},
 	} {
-		if got := kept(c.c, c.n, c.max, c.small); got != c.want {
-			t.Errorf("kept(%d, %d, %d, %d) = %v, want %v", c.c, c.n, c.max, c.small, got, c.want)
+		if got := Keep(c.c, c.n, c.max, c.small); got != c.want {
+			t.Errorf("Keep(%d, %d, %d, %d) = %v, want %v", c.c, c.n, c.max, c.small, got, c.want)
 		}
 	}
 }
